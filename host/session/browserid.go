@@ -1,0 +1,311 @@
+package session
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+// idBytes is the number of random bytes in a browser id: 192 bits, well
+// above the 128 the design asks for, and a multiple of 3 so the base64
+// form has no padding.
+const idBytes = 24
+
+// IDLength is the length of a browser id in characters (unpadded
+// base64url of 24 random bytes).
+const IDLength = idBytes * 4 / 3
+
+// NewID returns a fresh browser id: 192 bits from crypto/rand, encoded as
+// unpadded base64url (IDLength characters from [A-Za-z0-9_-]). It fails
+// only if the operating system's random source fails.
+func NewID() (string, error) {
+	var b [idBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("read random browser id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// ValidID reports whether id has the form NewID produces. A cookie that
+// fails this check is treated like no cookie at all: the request starts a
+// new session, it never gets an error page.
+func ValidID(id string) bool {
+	if len(id) != IDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Key returns the non-secret handle of a browser id: the first 16 bytes of
+// its SHA-256, in hex. The id itself is a credential (whoever has it owns
+// the session), so logs and webhooks carry the key instead; an application
+// that wants to correlate calls Key on the id it holds.
+func Key(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:16])
+}
+
+// SecureMode says when the browser id cookie carries the Secure attribute.
+type SecureMode int
+
+const (
+	// SecureAuto (the default) sets Secure whenever the browser talks
+	// https to the public address: the configured PublicURL is https, or
+	// the request itself arrived over TLS, or a trusted proxy says so in
+	// Forwarded / X-Forwarded-Proto. This is the fix for Zope's "Secure
+	// silently not set behind a TLS balancer".
+	SecureAuto SecureMode = iota
+	// SecureAlways sets Secure on every cookie. Browsers then never send
+	// the cookie over plain http, so sessions only work over https.
+	SecureAlways
+	// SecureNever never sets Secure. Only for development over plain
+	// http on a non-local address; it lets the id leak on the wire.
+	SecureNever
+)
+
+// String renders the mode as the config spells it.
+func (m SecureMode) String() string {
+	switch m {
+	case SecureAuto:
+		return "auto"
+	case SecureAlways:
+		return "always"
+	case SecureNever:
+		return "never"
+	}
+	return fmt.Sprintf("SecureMode(%d)", int(m))
+}
+
+// ParseSecureMode parses "auto", "always" or "never" (the config's
+// spelling; "" means auto).
+func ParseSecureMode(s string) (SecureMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return SecureAuto, nil
+	case "always", "true":
+		return SecureAlways, nil
+	case "never", "false":
+		return SecureNever, nil
+	}
+	return SecureAuto, fmt.Errorf("secure mode %q: want auto, always or never: %w", s, ErrInvalidOptions)
+}
+
+// ParseSameSite parses "lax", "strict", "none" ("" means lax, the
+// default) into the net/http value.
+func ParseSameSite(s string) (http.SameSite, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "lax":
+		return http.SameSiteLaxMode, nil
+	case "strict":
+		return http.SameSiteStrictMode, nil
+	case "none":
+		return http.SameSiteNoneMode, nil
+	}
+	return http.SameSiteLaxMode, fmt.Errorf("same_site %q: want lax, strict or none: %w", s, ErrInvalidOptions)
+}
+
+// BrowserIDs reads and writes the browser id cookie. It keeps no state
+// besides its configuration, so one value is safe for concurrent use by
+// every request. It never touches storage: whether an id names a live
+// session is the Manager's question.
+type BrowserIDs struct {
+	name     string
+	path     string
+	domain   string
+	sameSite http.SameSite
+	secure   SecureMode
+	// publicHTTPS is true when the configured public URL is https.
+	publicHTTPS bool
+	trusted     []netip.Prefix
+}
+
+// newBrowserIDs builds the cookie half of a Manager from checked options.
+func newBrowserIDs(o *Options) (*BrowserIDs, error) {
+	b := &BrowserIDs{
+		name:     o.CookieName,
+		path:     o.CookiePath,
+		domain:   o.CookieDomain,
+		sameSite: o.SameSite,
+		secure:   o.Secure,
+	}
+	if o.PublicURL != "" {
+		u, err := url.Parse(o.PublicURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("public URL %q: not an absolute URL: %w", o.PublicURL, ErrInvalidOptions)
+		}
+		b.publicHTTPS = strings.EqualFold(u.Scheme, "https")
+	}
+	for _, s := range o.TrustedProxies {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
+		}
+		b.trusted = append(b.trusted, p)
+	}
+	if b.sameSite == http.SameSiteNoneMode && b.secure == SecureNever {
+		// Browsers drop SameSite=None cookies without Secure.
+		return nil, fmt.Errorf("same_site none needs Secure cookies, but secure is never: %w", ErrInvalidOptions)
+	}
+	return b, nil
+}
+
+// parsePrefix accepts a CIDR ("10.0.0.0/8") or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("parse CIDR: %w: %w", err, ErrInvalidOptions)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("parse address: %w: %w", err, ErrInvalidOptions)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// CookieName returns the name of the browser id cookie.
+func (b *BrowserIDs) CookieName() string { return b.name }
+
+// FromRequest returns the browser id the request's cookie carries, and
+// whether it carried a well-formed one. A missing or malformed cookie
+// gives ("", false). When a browser sends the cookie more than once (a
+// stale copy under another path or domain), the first well-formed value
+// wins, as browsers send the most specific path first.
+func (b *BrowserIDs) FromRequest(r *http.Request) (string, bool) {
+	for _, c := range r.CookiesNamed(b.name) {
+		if ValidID(c.Value) {
+			return c.Value, true
+		}
+	}
+	return "", false
+}
+
+// Secure reports whether a cookie set in answer to r gets the Secure
+// attribute (see SecureMode).
+func (b *BrowserIDs) Secure(r *http.Request) bool {
+	switch b.secure {
+	case SecureAlways:
+		return true
+	case SecureNever:
+		return false
+	}
+	if b.publicHTTPS || r.TLS != nil {
+		return true
+	}
+	return b.forwardedHTTPS(r)
+}
+
+// forwardedHTTPS reads Forwarded (RFC 7239) and X-Forwarded-Proto, but
+// only when the peer that sent the request is a trusted proxy: anyone
+// else could forge them.
+func (b *BrowserIDs) forwardedHTTPS(r *http.Request) bool {
+	if len(b.trusted) == 0 || !b.trustedPeer(r.RemoteAddr) {
+		return false
+	}
+	// The proxy nearest to us appended last; it is the one we trust, and
+	// it reports the scheme the hop before it used. A balancer that
+	// terminates TLS is normally the only hop, so the last value counts.
+	if vs := r.Header.Values("Forwarded"); len(vs) > 0 {
+		elems := strings.Split(strings.Join(vs, ","), ",")
+		last := elems[len(elems)-1]
+		for _, pair := range strings.Split(last, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if ok && strings.EqualFold(k, "proto") {
+				return strings.EqualFold(strings.Trim(v, `"`), "https")
+			}
+		}
+	}
+	if vs := r.Header.Values("X-Forwarded-Proto"); len(vs) > 0 {
+		parts := strings.Split(strings.Join(vs, ","), ",")
+		return strings.EqualFold(strings.TrimSpace(parts[len(parts)-1]), "https")
+	}
+	return false
+}
+
+func (b *BrowserIDs) trustedPeer(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range b.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// cookie builds the browser id cookie for id in answer to r.
+func (b *BrowserIDs) cookie(r *http.Request, id string) *http.Cookie {
+	return &http.Cookie{
+		Name:     b.name,
+		Value:    id,
+		Path:     b.path,
+		Domain:   b.domain,
+		HttpOnly: true,
+		Secure:   b.Secure(r),
+		SameSite: b.sameSite,
+	}
+}
+
+// SetCookie adds the Set-Cookie header carrying id to w, and marks the
+// response as private to this browser: Vary: Cookie and Cache-Control:
+// no-store, so no shared cache hands one browser's id to another. It must
+// be called before the response's headers are written.
+func (b *BrowserIDs) SetCookie(w http.ResponseWriter, r *http.Request, id string) {
+	http.SetCookie(w, b.cookie(r, id))
+	noCache(w.Header())
+}
+
+// ExpireCookie tells the browser to forget its id (after the session was
+// invalidated), with the same caching headers as SetCookie.
+func (b *BrowserIDs) ExpireCookie(w http.ResponseWriter, r *http.Request) {
+	c := b.cookie(r, "")
+	c.MaxAge = -1
+	http.SetCookie(w, c)
+	noCache(w.Header())
+}
+
+func noCache(h http.Header) {
+	addVary(h, "Cookie")
+	h.Set("Cache-Control", "no-store, no-cache, must-revalidate, private")
+	h.Set("Pragma", "no-cache")
+	h.Set("Expires", "0")
+}
+
+// addVary adds a field to Vary unless it is already listed.
+func addVary(h http.Header, field string) {
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			f = strings.TrimSpace(f)
+			if f == "*" || strings.EqualFold(f, field) {
+				return
+			}
+		}
+	}
+	h.Add("Vary", field)
+}
