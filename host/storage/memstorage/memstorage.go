@@ -2,7 +2,6 @@ package memstorage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -333,6 +332,10 @@ func (s *Storage) Undo(ctx context.Context, tid storage.Tid, meta storage.TxMeta
 	var conflicts []string
 	for _, oid := range undone.info.Oids {
 		revs := s.objects[oid]
+		if len(revs) == 0 {
+			conflicts = append(conflicts, fmt.Sprintf("%s (collected)", oid))
+			continue
+		}
 		cur := revs[len(revs)-1]
 		if cur.serial != tid {
 			conflicts = append(conflicts, fmt.Sprintf("%s (changed by %s)", oid, cur.serial))
@@ -548,10 +551,8 @@ type txn struct {
 
 	mu    sync.Mutex
 	state txState
-	order []storage.Record       // store order, last store of an oid wins
-	recs  map[storage.Oid]int    // oid -> index in order
-	_     [0]func()              // not comparable by value
-	based map[storage.Oid]string // unused; keeps the zero size predictable
+	order []storage.Record    // store order, last store of an oid wins
+	recs  map[storage.Oid]int // oid -> index in order
 }
 
 func (t *txn) Store(ctx context.Context, rec storage.Record) error {
@@ -668,10 +669,6 @@ func (t *txn) abort() {
 	delete(t.s.openTxns, t)
 	t.s.mu.Unlock()
 }
-
-// ErrNotHeld is never returned; it documents that memstorage reports
-// misuse of a transaction with storage.ErrInvalid.
-var _ = errors.New
 
 var (
 	_ storage.Storage = (*Storage)(nil)

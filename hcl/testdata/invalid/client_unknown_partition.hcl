@@ -1,0 +1,12 @@
+server "zeo" { listen = "127.0.0.1:9100" }
+storage "main" {
+  type = "filestorage"
+  path = "var/Data.fs"
+}
+partition "main" { storage = storage.main }
+client "app1" {
+  listen    = "127.0.0.1:8081"
+  partition = "mian"
+}
+
+# want: error 9:15 Unknown partition

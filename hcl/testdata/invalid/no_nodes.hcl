@@ -1,0 +1,3 @@
+plugin_dir = "plugins"
+
+# want: error 1:1 No nodes

@@ -1,0 +1,13 @@
+server "zeo" { listen = "127.0.0.1:9100" }
+storage "main" {
+  type = "filestorage"
+  path = "var/Data.fs"
+}
+partition "main" { storage = storage.main }
+client "app1" { listen = "127.0.0.1:8081" }
+plugin "custom" {
+  path   = "bin/custom"
+  sha256 = "abc123"
+}
+
+# want: error 10:12 Invalid checksum

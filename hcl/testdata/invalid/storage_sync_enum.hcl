@@ -1,0 +1,10 @@
+server "zeo" { listen = "127.0.0.1:9100" }
+storage "main" {
+  type = "filestorage"
+  path = "var/Data.fs"
+  sync = "sometimes"
+}
+partition "main" { storage = storage.main }
+client "app1" { listen = "127.0.0.1:8081" }
+
+# want: error 5:10 Unsupported value

@@ -1,0 +1,372 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/zhostdb/zhost/host/db"
+	"github.com/zhostdb/zhost/host/storage"
+)
+
+// ObjectJSON is the JSON of one object, as GET /PATH answers it and PUT
+// echoes it.
+type ObjectJSON struct {
+	Path   string `json:"path"`
+	URL    string `json:"url"`
+	Type   string `json:"type"`
+	Serial string `json:"serial"`
+	// Data is a document's data.
+	Data map[string]any `json:"data,omitempty"`
+	// Value is a counter's value.
+	Value *int64 `json:"value,omitempty"`
+	// Children lists a folder's children (one page of them).
+	Children []ChildJSON `json:"children,omitempty"`
+	// Next is the URL of the next page of children, when there is one.
+	Next string `json:"next,omitempty"`
+}
+
+// ChildJSON is one child of a folder.
+type ChildJSON struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	URL  string `json:"url"`
+	Type string `json:"type,omitempty"`
+	// Error says why the child could not be loaded (an unavailable
+	// mount); Type is then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// cleanPath turns a request path into an object path: "/" or "/a/b",
+// without empty or "." names. ".." is rejected.
+func cleanPath(p string) (string, error) {
+	var names []string
+	for _, n := range strings.Split(p, "/") {
+		switch n {
+		case "", ".":
+			continue
+		case "..":
+			return "", fmt.Errorf("path %q: '..' is not allowed: %w", p, db.ErrInvalidPath)
+		}
+		names = append(names, n)
+	}
+	return "/" + strings.Join(names, "/"), nil
+}
+
+// splitParent returns the parent path and the last name of a clean path
+// other than "/".
+func splitParent(p string) (string, string) {
+	i := strings.LastIndexByte(p, '/')
+	if i == 0 {
+		return "/", p[1:]
+	}
+	return p[:i], p[i+1:]
+}
+
+func (a *App) serveObject(w http.ResponseWriter, r *http.Request) {
+	path, err := cleanPath(r.URL.Path)
+	if err != nil {
+		a.writeDBError(w, r, r.URL.Path, err)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		a.getObject(w, r, path)
+	case http.MethodPut:
+		a.putObject(w, r, path)
+	case http.MethodDelete:
+		a.deleteObject(w, r, path)
+	default:
+		methodNotAllowed(w, r, a, "GET, HEAD, PUT, DELETE")
+	}
+}
+
+// serial returns the serial of any object (every type embeds
+// db.Persistent).
+func serialOf(obj db.Object) storage.Tid {
+	if s, ok := obj.(interface{ Serial() storage.Tid }); ok {
+		return s.Serial()
+	}
+	return storage.ZeroTid
+}
+
+func (a *App) getObject(w http.ResponseWriter, r *http.Request, path string) {
+	after := r.URL.Query().Get("after")
+	limit := DefaultListLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxListLimit {
+			a.writeError(w, r, http.StatusBadRequest, path, fmt.Errorf("limit %q: want 1 to %d", s, MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	var out ObjectJSON
+	var serial storage.Tid
+	var isFolder bool
+	err := a.db.View(r.Context(), func(tx *db.Tx) error {
+		obj, err := tx.Get(r.Context(), path)
+		if err != nil {
+			return err
+		}
+		serial = serialOf(obj)
+		_, isFolder = obj.(*db.Folder)
+		out, err = a.objectJSON(r.Context(), r, path, obj, after, limit)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, db.ErrNotFolder) {
+			err = fmt.Errorf("%s: %w", path, db.ErrNotFound) // a path through a document names nothing
+		}
+		a.writeDBError(w, r, path, err)
+		return
+	}
+	if isFolder {
+		// A folder's listing also depends on its buckets and on its
+		// children's types, which its own serial does not cover: no
+		// ETag, so no stale 304.
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	w.Header().Set("ETag", etag(serial))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, serial) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// objectJSON renders obj; for a folder, one page of children.
+func (a *App) objectJSON(ctx context.Context, r *http.Request, path string, obj db.Object, after string, limit int) (ObjectJSON, error) {
+	out := ObjectJSON{Path: path, URL: a.urlFor(r, path), Type: obj.TypeName(), Serial: serialOf(obj).String()}
+	switch o := obj.(type) {
+	case *db.Document:
+		out.Data = o.Data
+		if out.Data == nil {
+			out.Data = map[string]any{}
+		}
+	case *db.Counter:
+		v := o.Value()
+		out.Value = &v
+	case *db.Folder:
+		names, err := o.List(ctx, after, limit+1)
+		if err != nil {
+			return out, err
+		}
+		more := len(names) > limit
+		if more {
+			names = names[:limit]
+		}
+		out.Children = make([]ChildJSON, 0, len(names))
+		for _, n := range names {
+			cp := childPath(path, n)
+			c := ChildJSON{Name: n, Path: cp, URL: a.urlFor(r, cp)}
+			if child, err := o.Get(ctx, n); err != nil {
+				if errors.Is(err, storage.ErrConflict) {
+					return out, err // a read conflict: View runs again
+				}
+				c.Error = err.Error()
+			} else {
+				c.Type = child.TypeName()
+			}
+			out.Children = append(out.Children, c)
+		}
+		if more {
+			q := url.Values{"after": {names[len(names)-1]}, "limit": {strconv.Itoa(limit)}}
+			out.Next = a.urlFor(r, path) + "?" + q.Encode()
+		}
+	}
+	return out, nil
+}
+
+func childPath(parent, name string) string {
+	if parent == "/" {
+		return "/" + name
+	}
+	return parent + "/" + name
+}
+
+// etagMatches reports whether an If-Match / If-None-Match list names
+// serial ("*" names any existing object).
+func etagMatches(header string, serial storage.Tid) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" {
+			return serial != storage.ZeroTid
+		}
+		if t, err := parseTid(part); err == nil && t == serial && serial != storage.ZeroTid {
+			return true
+		}
+	}
+	return false
+}
+
+// check applies If-Match (ifMatch != "") and If-None-Match: * (create)
+// to the current serial (ZeroTid: nothing there).
+func checkPreconditions(path, ifMatch string, create bool, current storage.Tid) error {
+	if ifMatch != "" && !etagMatches(ifMatch, current) {
+		return &preconditionError{path: path, current: current}
+	}
+	if create && current != storage.ZeroTid {
+		return &preconditionError{path: path, current: current}
+	}
+	return nil
+}
+
+func (a *App) putObject(w http.ResponseWriter, r *http.Request, path string) {
+	if path == "/" {
+		methodNotAllowed(w, r, a, "GET, HEAD")
+		return
+	}
+	data, err := a.readJSONObject(w, r)
+	if err != nil {
+		a.writeError(w, r, statusOfBody(err), path, err)
+		return
+	}
+	ifMatch := r.Header.Get("If-Match")
+	createOnly := strings.TrimSpace(r.Header.Get("If-None-Match")) == "*"
+	var res putResult
+	tid, err := a.db.Update(r.Context(), func(tx *db.Tx) error {
+		var err error
+		res, err = putDocument(r.Context(), tx, path, data, ifMatch, createOnly)
+		return err
+	})
+	if err != nil {
+		a.writeWriteError(w, r, path, err)
+		return
+	}
+	serial := res.serial(tid)
+	if res.main {
+		a.setWriteTid(w, r, tid)
+	}
+	w.Header().Set("ETag", etag(serial))
+	out := ObjectJSON{Path: path, URL: a.urlFor(r, path), Type: "document", Serial: serial.String(), Data: data}
+	status := http.StatusOK
+	if res.created {
+		status = http.StatusCreated
+		w.Header().Set("Location", out.URL)
+	}
+	writeJSON(w, status, out)
+}
+
+// putResult is what a put or delete did inside its transaction.
+type putResult struct {
+	created bool
+	// main: the change is in the main partition, so its tid is one a
+	// later request can wait for.
+	main bool
+	// before is the serial the object had (ZeroTid if created).
+	before storage.Tid
+}
+
+// serial is the object's serial after a commit with tid: tid, unless the
+// transaction wrote nothing (an identical document), which leaves the old
+// serial.
+func (p putResult) serial(tid storage.Tid) storage.Tid {
+	if tid == storage.ZeroTid {
+		return p.before
+	}
+	return tid
+}
+
+// inMain reports whether folder f lives in the main partition.
+func inMain(ctx context.Context, tx *db.Tx, f *db.Folder) (bool, error) {
+	root, err := tx.Root(ctx)
+	if err != nil {
+		return false, err
+	}
+	return f.Partition() == root.Partition(), nil
+}
+
+// putDocument creates or replaces the document at path inside tx,
+// creating missing parent folders.
+func putDocument(ctx context.Context, tx *db.Tx, path string, data map[string]any, ifMatch string, createOnly bool) (putResult, error) {
+	var res putResult
+	parentPath, name := splitParent(path)
+	parent, err := tx.MkdirAll(ctx, parentPath)
+	if err != nil {
+		return res, err
+	}
+	if res.main, err = inMain(ctx, tx, parent); err != nil {
+		return res, err
+	}
+	obj, err := parent.Get(ctx, name)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		if err := checkPreconditions(path, ifMatch, createOnly, storage.ZeroTid); err != nil {
+			return res, err
+		}
+		res.created = true
+		return res, parent.Create(ctx, name, db.NewDocument(db.CloneMap(data)))
+	case err != nil:
+		return res, err
+	}
+	doc, ok := obj.(*db.Document)
+	if !ok {
+		return res, fmt.Errorf("%s is a %s, not a document: %w", path, obj.TypeName(), db.ErrWrongType)
+	}
+	res.before = doc.Serial()
+	if err := checkPreconditions(path, ifMatch, createOnly, res.before); err != nil {
+		return res, err
+	}
+	doc.Data = db.CloneMap(data)
+	return res, nil
+}
+
+// deleteObject removes path and everything below it.
+func (a *App) deleteObject(w http.ResponseWriter, r *http.Request, path string) {
+	if path == "/" {
+		methodNotAllowed(w, r, a, "GET, HEAD")
+		return
+	}
+	ifMatch := r.Header.Get("If-Match")
+	var res putResult
+	tid, err := a.db.Update(r.Context(), func(tx *db.Tx) error {
+		var err error
+		res, err = deleteAt(r.Context(), tx, path, ifMatch)
+		return err
+	})
+	if err != nil {
+		a.writeWriteError(w, r, path, err)
+		return
+	}
+	if res.main {
+		a.setWriteTid(w, r, tid)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func deleteAt(ctx context.Context, tx *db.Tx, path, ifMatch string) (putResult, error) {
+	var res putResult
+	parentPath, name := splitParent(path)
+	parent, err := tx.Folder(ctx, parentPath)
+	if err != nil {
+		return res, err
+	}
+	if res.main, err = inMain(ctx, tx, parent); err != nil {
+		return res, err
+	}
+	obj, err := parent.Get(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	res.before = serialOf(obj)
+	if err := checkPreconditions(path, ifMatch, false, res.before); err != nil {
+		return res, err
+	}
+	return res, parent.Delete(ctx, name)
+}
+
+// writeWriteError maps errors of writes: a path through a document is a
+// conflict with what is there, not a missing object.
+func (a *App) writeWriteError(w http.ResponseWriter, r *http.Request, path string, err error) {
+	var pe *preconditionError
+	if errors.As(err, &pe) && pe.current != storage.ZeroTid {
+		w.Header().Set("ETag", etag(pe.current))
+	}
+	a.writeDBError(w, r, path, err)
+}

@@ -1,0 +1,192 @@
+package db
+
+import (
+	"maps"
+	"slices"
+)
+
+// Document is a JSON-like object: a map from string keys to values that
+// are nil, bool, int64 (any Go integer is stored as one), float64,
+// string, []byte, time.Time (read back as an RFC 3339 string), []any or
+// map[string]any, nested freely. Change Data directly; the change is
+// found at commit.
+//
+// Documents do not merge: two transactions that change one document
+// conflict, and Update runs the later one again, so the final state is
+// always that of one serial order. (Types that want key-wise merging can
+// use MergeMaps in their own Merge.)
+type Document struct {
+	Persistent
+	Data map[string]any
+}
+
+// NewDocument returns a new document holding data (nil for empty).
+func NewDocument(data map[string]any) *Document {
+	if data == nil {
+		data = map[string]any{}
+	}
+	return &Document{Data: data}
+}
+
+// TypeName implements Object.
+func (d *Document) TypeName() string { return typeDocument }
+
+// MarshalCBOR encodes the document's data as a CBOR map.
+func (d *Document) MarshalCBOR() ([]byte, error) {
+	if d.Data == nil {
+		return encMode.Marshal(map[string]any{})
+	}
+	return encMode.Marshal(d.Data)
+}
+
+// UnmarshalCBOR decodes a CBOR map into Data.
+func (d *Document) UnmarshalCBOR(b []byte) error {
+	var m map[string]any
+	if err := decMode.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	d.Data = m
+	return nil
+}
+
+// Clone implements Cloner.
+func (d *Document) Clone() Object { return &Document{Data: CloneMap(d.Data)} }
+
+// CloneMap deep-copies a JSON-like map (maps, slices and byte slices are
+// copied; other values are immutable and shared).
+func CloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = cloneValue(v)
+	}
+	return out
+}
+
+func cloneValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		return CloneMap(t)
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = cloneValue(x)
+		}
+		return out
+	case []byte:
+		return slices.Clone(t)
+	case map[any]any:
+		out := make(map[any]any, len(t))
+		for k, x := range t {
+			out[k] = cloneValue(x)
+		}
+		return out
+	default: // strings, numbers, bools, nil, time.Time: immutable
+		return t
+	}
+}
+
+// MergeMaps is a key-wise three-way merge for map-shaped objects (for
+// example session data): a key changed (set or deleted) by one side only
+// takes that side's value; changed by both to equal values is fine;
+// changed by both to different values is a conflict (matching
+// storage.ErrConflict). Values are compared by their CBOR encoding. old
+// may be nil (the object was created by both sides).
+func MergeMaps(old, committed, mine map[string]any) (map[string]any, error) {
+	keys := map[string]struct{}{}
+	for _, m := range []map[string]any{old, committed, mine} {
+		for k := range m {
+			keys[k] = struct{}{}
+		}
+	}
+	out := make(map[string]any, len(keys))
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		o, inO := old[k]
+		c, inC := committed[k]
+		m, inM := mine[k]
+		cChanged := inO != inC || !sameValue(o, c)
+		mChanged := inO != inM || !sameValue(o, m)
+		var v any
+		var keep bool
+		switch {
+		case !cChanged:
+			v, keep = m, inM
+		case !mChanged:
+			v, keep = c, inC
+		case inC == inM && sameValue(c, m):
+			v, keep = c, inC
+		default:
+			return nil, MergeConflict("key %q changed by both transactions", k)
+		}
+		if keep {
+			out[k] = cloneValue(v)
+		}
+	}
+	return out, nil
+}
+
+func sameValue(a, b any) bool {
+	ea, err1 := encMode.Marshal(a)
+	eb, err2 := encMode.Marshal(b)
+	return err1 == nil && err2 == nil && string(ea) == string(eb)
+}
+
+// Counter is an int64 whose concurrent increments merge: when two
+// transactions change one counter, the result is the committed value plus
+// this transaction's delta (new - old), as ZODB's BTrees.Length does. Use
+// Add for increments; Set is a change like any other and merges as the
+// delta it implies.
+type Counter struct {
+	Persistent
+	n int64
+}
+
+// NewCounter returns a new counter holding n.
+func NewCounter(n int64) *Counter { return &Counter{n: n} }
+
+// TypeName implements Object.
+func (c *Counter) TypeName() string { return typeCounter }
+
+// Value returns the counter's value in this transaction.
+func (c *Counter) Value() int64 { return c.n }
+
+// Add adds delta and returns the new value.
+func (c *Counter) Add(delta int64) int64 { c.n += delta; return c.n }
+
+// Set sets the value.
+func (c *Counter) Set(n int64) { c.n = n }
+
+// MarshalCBOR encodes the value as a CBOR integer.
+func (c *Counter) MarshalCBOR() ([]byte, error) { return encMode.Marshal(c.n) }
+
+// UnmarshalCBOR decodes a CBOR integer.
+func (c *Counter) UnmarshalCBOR(b []byte) error { return decMode.Unmarshal(b, &c.n) }
+
+// Clone implements Cloner.
+func (c *Counter) Clone() Object { return &Counter{n: c.n} }
+
+// Merge implements Merger: committed + (mine - old).
+func (c *Counter) Merge(old, committed Object) (Object, error) {
+	cc, ok := committed.(*Counter)
+	if !ok {
+		return nil, MergeConflict("counter replaced by a %s", committed.TypeName())
+	}
+	var base int64
+	if o, ok := old.(*Counter); ok {
+		base = o.n
+	}
+	return &Counter{n: cc.n + (c.n - base)}, nil
+}
+
+var (
+	_ Object = (*Document)(nil)
+	_ Cloner = (*Document)(nil)
+	_ Object = (*Counter)(nil)
+	_ Merger = (*Counter)(nil)
+	_ Cloner = (*Counter)(nil)
+)

@@ -1,0 +1,447 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/zhostdb/zhost/plugins/sdk"
+)
+
+type state int
+
+const (
+	stateStopped    state = iota // never started (or stopped on purpose)
+	stateRunning                 // process up, handshake done
+	stateRestarting              // crashed; waiting for the backoff to pass
+	stateFailed                  // crashed MaxCrashes times in a row
+	stateClosed                  // the manager was closed
+)
+
+func (s state) String() string {
+	return [...]string{"stopped", "running", "restarting", "failed", "closed"}[s]
+}
+
+// Plugin is one plugin the host may run, with its supervision state. At
+// most one process per plugin runs at a time. All methods are safe for
+// concurrent use.
+type Plugin struct {
+	m      *Manager
+	spec   Spec
+	logger hclog.Logger
+
+	// startSem serializes starts; waiters select on it with their ctx.
+	startSem chan struct{}
+
+	mu        sync.Mutex
+	state     state
+	gen       uint64 // bumped at every successful start
+	proc      *plugin.Client
+	conn      *sdk.Client
+	desc      sdk.Description
+	path      string
+	started   time.Time
+	crashes   int // crashes in a row (reset after StableAfter up)
+	restarts  int
+	nextStart time.Time
+	lastErr   error
+}
+
+func newPlugin(m *Manager, spec Spec) *Plugin {
+	return &Plugin{
+		m:        m,
+		spec:     spec,
+		logger:   m.opts.Logger.Named(spec.Name),
+		startSem: make(chan struct{}, 1),
+	}
+}
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return p.spec.Name }
+
+// Spec returns the plugin's spec.
+func (p *Plugin) Spec() Spec { return p.spec }
+
+// Describe starts the plugin if needed and returns what it exports.
+func (p *Plugin) Describe(ctx context.Context) (sdk.Description, error) {
+	if _, _, err := p.client(ctx); err != nil {
+		return sdk.Description{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.desc, nil
+}
+
+// Status returns a snapshot of the plugin's state.
+func (p *Plugin) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Status{Name: p.spec.Name, Path: p.path, State: p.state.String(), Restarts: p.restarts}
+	if p.path == "" {
+		st.Path, _ = p.m.resolvePath(p.spec)
+	}
+	if p.state == stateRunning && p.proc != nil {
+		if rc := p.proc.ReattachConfig(); rc != nil {
+			st.Pid = rc.Pid
+		}
+	}
+	if p.lastErr != nil {
+		st.LastError = p.lastErr.Error()
+	}
+	return st
+}
+
+// client returns a live connection to the plugin and its generation,
+// starting the plugin if it is not running. While a crashed plugin waits
+// out its backoff, client waits too (bounded by ctx and MaxBackoff). A
+// failed plugin fails at once.
+func (p *Plugin) client(ctx context.Context) (*sdk.Client, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		p.mu.Lock()
+		switch p.state {
+		case stateClosed:
+			p.mu.Unlock()
+			return nil, 0, fmt.Errorf("%s: %w", p.spec.label(), ErrClosed)
+		case stateFailed:
+			err := p.lastErr
+			p.mu.Unlock()
+			return nil, 0, fmt.Errorf("%s: crashed %d times in a row, not restarted (last: %v): %w", p.spec.label(), p.m.opts.MaxCrashes, err, errors.Join(ErrFailed, sdk.ErrPluginUnavailable))
+		case stateRunning:
+			if p.conn.Alive() {
+				c, gen := p.conn, p.gen
+				p.mu.Unlock()
+				return c, gen, nil
+			}
+			// Exited but the watcher has not seen it yet.
+			p.crashedLocked(p.gen, "process exited")
+			p.mu.Unlock()
+			continue
+		case stateRestarting:
+			wait := time.Until(p.nextStart)
+			p.mu.Unlock()
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return nil, 0, fmt.Errorf("%s: restarting after a crash: %w", p.spec.label(), errors.Join(ctx.Err(), sdk.ErrPluginUnavailable))
+				case <-p.m.closing:
+					t.Stop()
+					return nil, 0, fmt.Errorf("%s: %w", p.spec.label(), ErrClosed)
+				}
+			}
+		default:
+			p.mu.Unlock()
+		}
+		if attempt > 2 {
+			return nil, 0, fmt.Errorf("%s: could not start: %w", p.spec.label(), sdk.ErrPluginUnavailable)
+		}
+		if err := p.start(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// start starts the process unless another caller did meanwhile.
+func (p *Plugin) start(ctx context.Context) error {
+	select {
+	case p.startSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for the plugin to start: %w", p.spec.label(), ctx.Err())
+	}
+	defer func() { <-p.startSem }()
+
+	p.mu.Lock()
+	switch p.state {
+	case stateRunning, stateClosed, stateFailed:
+		p.mu.Unlock()
+		return nil // someone else decided; client loops
+	case stateRestarting:
+		if time.Now().Before(p.nextStart) {
+			p.mu.Unlock()
+			return nil
+		}
+	}
+	restart := p.state == stateRestarting
+	p.mu.Unlock()
+
+	proc, conn, desc, path, err := p.launch(ctx)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.lastErr = err
+		if restart {
+			// A failed restart counts as a crash, so a plugin that can no
+			// longer start ends up failed rather than retried forever.
+			p.crashedLocked(p.gen, err.Error())
+		}
+		return err
+	}
+	if p.state == stateClosed {
+		go proc.Kill()
+		return fmt.Errorf("%s: %w", p.spec.label(), ErrClosed)
+	}
+	p.gen++
+	p.proc, p.conn, p.desc, p.path = proc, conn, desc, path
+	p.state = stateRunning
+	p.started = time.Now()
+	if restart {
+		p.restarts++
+		p.logger.Info("plugin restarted", "restarts", p.restarts, "version", desc.Version)
+	} else {
+		p.logger.Debug("plugin started", "path", path, "version", desc.Version)
+	}
+	gen := p.gen
+	p.m.wg.Add(1)
+	go p.watch(gen, conn)
+	return nil
+}
+
+// launch starts one process and completes the handshake and Describe.
+func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.Description, string, error) {
+	label := p.spec.label()
+	path, err := p.m.resolvePath(p.spec)
+	if err != nil {
+		return nil, nil, sdk.Description{}, "", err
+	}
+	args := p.spec.Args
+	if p.spec.Name == BuiltinName {
+		args = []string{"plugin", "serve", BuiltinName}
+	}
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = pluginSysProcAttr()
+	// go-plugin appends the host's environment and its handshake
+	// variables after these.
+	for k, v := range p.spec.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, sdk.EnvLogLevel+"="+levelName(p.m.opts.Logger.GetLevel()))
+
+	var secure *plugin.SecureConfig
+	if p.spec.SHA256 != "" {
+		sum, err := parseSHA256(p.spec.SHA256)
+		if err != nil {
+			return nil, nil, sdk.Description{}, path, fmt.Errorf("%s: %w", label, err)
+		}
+		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+
+	proc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: sdk.ClientPluginSets(p.spec.Name),
+		Cmd:              cmd,
+		SecureConfig:     secure,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           pluginLogger{p.logger},
+		StartTimeout:     p.m.opts.StartTimeout,
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
+		SyncStdout:       stdoutLogger{p.logger},
+		SyncStderr:       stdoutLogger{p.logger},
+	})
+	fail := func(err error) (*plugin.Client, *sdk.Client, sdk.Description, string, error) {
+		proc.Kill()
+		return nil, nil, sdk.Description{}, path, err
+	}
+	rpc, err := proc.Client()
+	if err != nil {
+		return fail(p.startError(path, err))
+	}
+	raw, err := rpc.Dispense(sdk.PluginKey)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %s: dispense: %w", label, path, errors.Join(ErrHandshake, err)))
+	}
+	conn, ok := raw.(*sdk.Client)
+	if !ok {
+		return fail(fmt.Errorf("%s: %s: unexpected plugin client %T: %w", label, path, raw, ErrHandshake))
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
+	defer cancel()
+	desc, err := conn.Describe(dctx)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %s: describe: %w", label, path, errors.Join(ErrHandshake, err)))
+	}
+	if len(p.spec.Config) > 0 {
+		if err := conn.Configure(dctx, p.spec.Config); err != nil {
+			return fail(fmt.Errorf("%s: %w", label, err))
+		}
+	}
+	return proc, conn, desc, path, nil
+}
+
+// startError turns go-plugin's start errors into ones an operator can act
+// on.
+func (p *Plugin) startError(path string, err error) error {
+	label := p.spec.label()
+	msg := err.Error()
+	switch {
+	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
+		got, herr := fileSHA256(path)
+		if herr != nil {
+			return fmt.Errorf("%s: %s: sha256 check: %w", label, path, errors.Join(ErrChecksum, herr))
+		}
+		return fmt.Errorf("%s: %s has sha256 %s, the config says %s: %w", label, path, got, strings.ToLower(p.spec.SHA256), ErrChecksum)
+	case strings.Contains(msg, "checksum"):
+		return fmt.Errorf("%s: %s: %w", label, path, errors.Join(ErrChecksum, err))
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("%s: %s did not complete the plugin handshake within %s: %w", label, path, p.m.opts.StartTimeout, ErrHandshake)
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		first, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
+		return fmt.Errorf("%s: %s printed %q on stdout instead of the plugin handshake (is it a zhost plugin built with plugins/sdk? plugins must not write to stdout): %w", label, path, first, ErrHandshake)
+	case strings.Contains(msg, "exited before we could connect"):
+		return fmt.Errorf("%s: %s exited before completing the plugin handshake (see its log lines above): %w", label, path, ErrHandshake)
+	case strings.Contains(msg, "incompatible"):
+		return fmt.Errorf("%s: %s: %w", label, path, errors.Join(ErrHandshake, err))
+	default:
+		var pe *os.PathError
+		if errors.As(err, &pe) || errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("%s: %s: %w", label, path, errors.Join(ErrBinaryNotFound, err))
+		}
+		return fmt.Errorf("%s: %s: start: %w", label, path, errors.Join(ErrHandshake, err))
+	}
+}
+
+// watch waits for the process of generation gen to exit and reports it.
+func (p *Plugin) watch(gen uint64, conn *sdk.Client) {
+	defer p.m.wg.Done()
+	select {
+	case <-conn.Done():
+	case <-p.m.closing:
+		return
+	}
+	p.mu.Lock()
+	restart := p.crashedLocked(gen, "process exited")
+	wait := time.Until(p.nextStart)
+	p.mu.Unlock()
+	if !restart {
+		return
+	}
+	// Restart eagerly, so the plugin is back before the next call needs
+	// it; client() callers wait for the same backoff.
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.m.closing:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.StartTimeout+time.Second)
+	defer cancel()
+	if _, _, err := p.client(ctx); err != nil {
+		p.logger.Error("plugin restart failed", "error", err)
+	}
+}
+
+// crashedLocked records that generation gen's process is gone and picks
+// what happens next. It reports whether a restart is scheduled. p.mu is
+// held.
+func (p *Plugin) crashedLocked(gen uint64, why string) bool {
+	if p.gen != gen || p.state == stateClosed || p.state == stateFailed {
+		return false
+	}
+	if p.state == stateRunning {
+		if time.Since(p.started) >= p.m.opts.StableAfter {
+			p.crashes = 0
+		}
+		if p.proc != nil {
+			go p.proc.Kill() // reap and release go-plugin's goroutines
+		}
+		p.lastErr = fmt.Errorf("%s: %s", p.spec.label(), why)
+	}
+	p.crashes++
+	if p.crashes >= p.m.opts.MaxCrashes {
+		p.state = stateFailed
+		p.logger.Error("plugin keeps crashing; marked failed and not restarted", "crashes", p.crashes, "error", p.lastErr)
+		return false
+	}
+	backoff := p.m.opts.MinBackoff << (p.crashes - 1)
+	if backoff > p.m.opts.MaxBackoff || backoff <= 0 {
+		backoff = p.m.opts.MaxBackoff
+	}
+	p.state = stateRestarting
+	p.nextStart = time.Now().Add(backoff)
+	p.logger.Error("plugin crashed; restarting", "crashes", p.crashes, "backoff", backoff, "reason", why)
+	return true
+}
+
+// stop ends the plugin process for good (Manager.Close).
+func (p *Plugin) stop() {
+	p.mu.Lock()
+	proc := p.proc
+	running := p.state == stateRunning
+	p.state = stateClosed
+	p.mu.Unlock()
+	if proc != nil {
+		proc.Kill()
+		if running {
+			p.logger.Debug("plugin stopped")
+		}
+	}
+}
+
+func parseSHA256(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("sha256 %q is not 64 hex digits: %w", s, ErrChecksum)
+	}
+	return b, nil
+}
+
+// fileSHA256 returns the hex sha256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// FileSHA256 returns the hex sha256 of a plugin binary, the value a
+// `plugin` block's sha256 attribute takes.
+func FileSHA256(path string) (string, error) { return fileSHA256(path) }
+
+func levelName(l hclog.Level) string {
+	switch l {
+	case hclog.Trace:
+		return "trace"
+	case hclog.Debug:
+		return "debug"
+	case hclog.Warn:
+		return "warn"
+	case hclog.Error:
+		return "error"
+	case hclog.Off:
+		return "off"
+	default:
+		return "info"
+	}
+}
+
+// stdoutLogger receives what a plugin writes to its stdout or stderr
+// after the handshake through go-plugin's stdio stream (plugins should
+// log instead): each write is logged as a warning.
+type stdoutLogger struct{ l hclog.Logger }
+
+func (w stdoutLogger) Write(b []byte) (int, error) {
+	if s := strings.TrimRight(string(b), "\n"); s != "" {
+		w.l.Warn("plugin wrote to stdio", "output", s)
+	}
+	return len(b), nil
+}

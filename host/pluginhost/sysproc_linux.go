@@ -1,0 +1,12 @@
+package pluginhost
+
+import "syscall"
+
+// pluginSysProcAttr puts a plugin in its own process group (terminal
+// signals reach only the host, which stops plugins after closing their
+// storages) and has the kernel send it SIGTERM if the host dies by any
+// route, SIGKILL included. Plugins built with the SDK close their storages
+// on SIGTERM and also watch their parent pid.
+func pluginSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package pluginhost
+
+import "syscall"
+
+// pluginSysProcAttr: without a parent-death signal, plugins built with the
+// SDK notice the host is gone by watching their parent pid.
+func pluginSysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/zhostdb/zhost/host/storage"
+)
+
+// recordCache holds current records of one partition, bounded in bytes,
+// least recently used out first. The server may cache current records
+// because it is the only writer of its backends: every change passes
+// through publish, which updates the cache. Safe for concurrent use.
+type recordCache struct {
+	mu    sync.Mutex
+	max   int64
+	size  int64
+	items map[storage.Oid]*cacheEntry
+	head  cacheEntry // sentinel of a circular list; head.next is the most recent
+}
+
+type cacheEntry struct {
+	rec        storage.Record
+	prev, next *cacheEntry
+}
+
+func newRecordCache(max int64) *recordCache {
+	c := &recordCache{max: max, items: make(map[storage.Oid]*cacheEntry)}
+	c.head.prev, c.head.next = &c.head, &c.head
+	return c
+}
+
+func (c *recordCache) unlink(e *cacheEntry) {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+}
+
+func (c *recordCache) pushFront(e *cacheEntry) {
+	e.prev = &c.head
+	e.next = c.head.next
+	c.head.next.prev = e
+	c.head.next = e
+}
+
+// get returns the cached current record of oid. The record's slices are
+// shared: callers must not modify them.
+func (c *recordCache) get(oid storage.Oid) (storage.Record, bool) {
+	if c.max <= 0 {
+		return storage.Record{}, false
+	}
+	c.mu.Lock()
+	e, ok := c.items[oid]
+	if !ok {
+		c.mu.Unlock()
+		return storage.Record{}, false
+	}
+	if c.head.next != e {
+		c.unlink(e)
+		c.pushFront(e)
+	}
+	rec := e.rec
+	c.mu.Unlock()
+	return rec, true
+}
+
+// put stores rec as the current record of its oid.
+func (c *recordCache) put(rec storage.Record) {
+	sz := int64(rec.Size())
+	if c.max <= 0 || sz > c.max/4 {
+		c.remove(rec.Oid)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[rec.Oid]; ok {
+		c.size += sz - int64(e.rec.Size())
+		e.rec = rec
+		c.unlink(e)
+		c.pushFront(e)
+	} else {
+		e := &cacheEntry{rec: rec}
+		c.items[rec.Oid] = e
+		c.pushFront(e)
+		c.size += sz
+	}
+	for c.size > c.max && c.head.prev != &c.head {
+		last := c.head.prev
+		c.unlink(last)
+		delete(c.items, last.rec.Oid)
+		c.size -= int64(last.rec.Size())
+	}
+}
+
+func (c *recordCache) remove(oid storage.Oid) {
+	c.mu.Lock()
+	if e, ok := c.items[oid]; ok {
+		c.unlink(e)
+		delete(c.items, oid)
+		c.size -= int64(e.rec.Size())
+	}
+	c.mu.Unlock()
+}
+
+func (c *recordCache) clear() {
+	c.mu.Lock()
+	c.items = make(map[storage.Oid]*cacheEntry)
+	c.head.prev, c.head.next = &c.head, &c.head
+	c.size = 0
+	c.mu.Unlock()
+}

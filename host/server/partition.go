@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/wire"
+)
+
+// partition is one served storage with the state the server keeps for
+// it: the cache of current records, the commit lock, the subscribed
+// sessions and the invalidation log.
+type partition struct {
+	name     string
+	st       storage.Storage
+	caps     storage.Capabilities
+	readOnly bool
+	cache    *recordCache
+	logger   hclog.Logger
+	// commit serializes the partition's commits from Vote until their
+	// invalidations are published, so publication order is tid order.
+	commit *storage.CommitLock
+
+	// lastTid is the newest published tid (read without mu by loads).
+	lastTid atomic.Uint64
+
+	mu   sync.Mutex // guards subs and log, and makes publication atomic
+	subs map[*session]map[uint32]struct{}
+	log  *invLog
+}
+
+func newPartition(name string, p Partition, o *Options) *partition {
+	caps := p.Storage.Capabilities()
+	if p.ReadOnly {
+		caps.ReadOnly = true
+	}
+	return &partition{
+		name:     name,
+		st:       p.Storage,
+		caps:     caps,
+		readOnly: caps.ReadOnly,
+		cache:    newRecordCache(o.CacheSize),
+		logger:   o.Logger.Named("partition").With("partition", name),
+		commit:   storage.NewCommitLock(),
+		subs:     make(map[*session]map[uint32]struct{}),
+	}
+}
+
+// open reads the backend's last tid and opens the invalidation log.
+func (p *partition) open(ctx context.Context, o *Options) error {
+	last, err := p.st.LastTid(ctx)
+	if err != nil {
+		return fmt.Errorf("partition %q: last tid: %w", p.name, err)
+	}
+	path := ""
+	if o.DataDir != "" {
+		path = filepath.Join(o.DataDir, "invalidations-"+url.PathEscape(p.name)+".log")
+	}
+	l, err := openInvLog(path, o.InvalidationLogSize, last, p.logger)
+	if err != nil {
+		return fmt.Errorf("partition %q: %w", p.name, err)
+	}
+	p.log = l
+	p.lastTid.Store(uint64(last))
+	return nil
+}
+
+func (p *partition) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.log == nil {
+		return nil
+	}
+	return p.log.close()
+}
+
+// subscribe binds handle of s to the partition and answers its Open, in
+// one step under mu so that no transaction falls between the catch-up and
+// the first invalidation push.
+func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast storage.Tid) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hs := p.subs[s]
+	if hs == nil {
+		hs = make(map[uint32]struct{})
+		p.subs[s] = hs
+	}
+	hs[handle] = struct{}{}
+	last := storage.Tid(p.lastTid.Load())
+	reply := &wire.Opened{Handle: handle, Caps: wire.CapsToBits(p.caps), LastTid: last}
+	if clientLast != storage.ZeroTid && clientLast != last {
+		if entries, ok := p.log.after(clientLast); ok {
+			reply.Catchup = entries
+		} else {
+			reply.Resync = true
+			s.logger.Info("client is past the invalidation log's horizon: it drops its cache",
+				"partition", p.name, "client_last_tid", clientLast, "horizon", p.log.since, "last_tid", last)
+		}
+	}
+	s.send(reqID, reply)
+}
+
+func (p *partition) unsubscribe(s *session, handle uint32) {
+	p.mu.Lock()
+	if hs := p.subs[s]; hs != nil {
+		delete(hs, handle)
+		if len(hs) == 0 {
+			delete(p.subs, s)
+		}
+	}
+	p.mu.Unlock()
+}
+
+func (p *partition) unsubscribeAll(s *session) {
+	p.mu.Lock()
+	delete(p.subs, s)
+	p.mu.Unlock()
+}
+
+// publish makes a committed transaction known: it updates the cache,
+// appends to the invalidation log, pushes Invalidate to every other
+// subscriber and sends the committer its reply, all under mu so every
+// session sees transactions in tid order. records are the new revisions
+// (cached as current); oids without a record are dropped from the cache.
+func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []storage.Record,
+	committer *session, committerHandle, reqID uint32, reply wire.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if records != nil {
+		for _, r := range records {
+			r.Serial = tid
+			p.cache.put(r)
+		}
+	} else {
+		for _, o := range oids {
+			p.cache.remove(o)
+		}
+	}
+	if err := p.log.add(tid, oids); err != nil {
+		p.logger.Error("invalidation log append failed; clients that reconnect will drop their caches", "error", err)
+		if rerr := p.log.reset(tid); rerr != nil {
+			p.logger.Error("invalidation log reset failed", "error", rerr)
+		}
+	}
+	p.lastTid.Store(uint64(tid))
+	for s, hs := range p.subs {
+		for h := range hs {
+			if s == committer && h == committerHandle {
+				continue
+			}
+			s.send(0, &wire.Invalidate{Handle: h, Tid: tid, Oids: oids})
+		}
+	}
+	if committer != nil {
+		committer.send(reqID, reply)
+	}
+}
+
+// resetAll drops the cache and tells every subscriber to drop its own
+// (after a pack, or after a commit whose outcome is unknown).
+func (p *partition) resetAll(why string) {
+	last, err := p.st.LastTid(context.Background())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cache.clear()
+	if err == nil && last != storage.Tid(p.lastTid.Load()) {
+		if rerr := p.log.reset(last); rerr != nil {
+			p.logger.Error("invalidation log reset failed", "error", rerr)
+		}
+		p.lastTid.Store(uint64(last))
+	}
+	p.logger.Info("clients told to drop their caches", "reason", why)
+	for s, hs := range p.subs {
+		for h := range hs {
+			s.send(0, &wire.Reset{Handle: h, LastTid: storage.Tid(p.lastTid.Load())})
+		}
+	}
+}
+
+// load returns the current record of oid, from the cache or the backend.
+func (p *partition) load(ctx context.Context, oid storage.Oid) (storage.Record, error) {
+	if r, ok := p.cache.get(oid); ok {
+		return r, nil
+	}
+	since := storage.Tid(p.lastTid.Load())
+	r, err := p.st.Load(ctx, oid)
+	if err != nil {
+		return storage.Record{}, err
+	}
+	p.fill(r, since)
+	return r, nil
+}
+
+// fill caches r, read from the backend when since was the newest
+// published tid, unless a transaction published since then wrote it (the
+// read may be older than that transaction).
+func (p *partition) fill(r storage.Record, since storage.Tid) {
+	p.mu.Lock()
+	if storage.Tid(p.lastTid.Load()) == since || !p.log.touchedAfter(r.Oid, since) {
+		p.cache.put(r)
+	}
+	p.mu.Unlock()
+}
+
+// loadBefore answers LoadBefore, from the cache when the current
+// revision is older than tid.
+func (p *partition) loadBefore(ctx context.Context, oid storage.Oid, tid storage.Tid) (storage.Record, storage.Tid, error) {
+	if r, ok := p.cache.get(oid); ok && r.Serial < tid {
+		return r, storage.ZeroTid, nil
+	}
+	return p.st.LoadBefore(ctx, oid, tid)
+}

@@ -1,0 +1,104 @@
+// Package filestorage is the zhost storage backend that keeps every
+// revision in one append-only file, the original recipe's Data.fs. It sits
+// in layer 3 of zhost (plugins/): it implements the storage.Storage
+// contract of host/storage with history, undo and pack, and passes the
+// whole host/storage/storagetest conformance suite. The host runs it as
+// the built-in "filestorage" storage type; its cluster.hcl block is
+// described by Schema and opened by FromConfig:
+//
+//	storage "main" {
+//	  type     = "filestorage"
+//	  path     = "var/Data.fs"
+//	  sync     = "group"   # "always" (default), "group" or "none"
+//	  keep_old = true      # keep Data.fs.old after pack
+//	}
+//
+// In Go:
+//
+//	st, err := filestorage.Open("var/Data.fs", filestorage.Options{Logger: log})
+//	if err != nil { ... }          // errors.Is(err, filestorage.ErrLocked): open elsewhere
+//	defer st.Close()
+//	txn, _ := st.Begin(ctx, storage.TxMeta{User: "admin"})
+//	_ = txn.Store(ctx, storage.Record{Oid: storage.RootOid, Data: b})
+//	if err := txn.Vote(ctx); err != nil { ... }
+//	tid, err := txn.Finish(ctx)    // durable and visible when it returns
+//
+// # Files
+//
+// Beside Data.fs live Data.fs.index (the saved index), Data.fs.lock (the
+// flock that keeps a second writer out; read-only opens share it),
+// Data.fs.trN (torn tails cut off at open, kept for inspection),
+// Data.fs.pack (a pack in progress) and Data.fs.old (the file before the
+// last pack, with keep_old).
+//
+// # Format
+//
+// All integers are big-endian. The file starts with a 24-byte header:
+// "ZHFS", format version (u32, 1), and a random 16-byte file id that a
+// pack renews (an index names the file id it describes). Transactions
+// follow, each:
+//
+//	tid u64 | length u64 | status u8 | 3 reserved | nrec u32 |
+//	ulen u32 | dlen u32 | elen u32 | user | description | extension |
+//	nrec data records | crc32c u32 | length u64
+//
+// length counts the whole transaction, header to trailer. The trailing
+// copy of it lets readers walk the file backwards (undo log, iteration
+// from a recent tid) and, with the CRC-32C over everything but the status
+// byte and the trailer, detects a torn tail. status is 'c' while a
+// transaction is voted but not finished, ' ' once finished (flipped in
+// place at Finish, before the fsync) and 'p' for transactions older than
+// the last pack time, which stay for history but can no longer be undone.
+// The extension map is count u32, then per key in order klen u32, key,
+// vlen u32, value. Each data record is:
+//
+//	oid u64 | tid u64 | prev u64 | txnpos u64 | back u64 |
+//	nrefs u32 | dlen u32 | kind u8 | nrefs x oid u64 | dlen bytes
+//
+// prev is the offset of the object's previous revision (0: none), which is
+// how History and LoadBefore walk back in time; txnpos is the offset of the
+// record's transaction, for its metadata. kind 0 carries refs and data;
+// kind 1 (written by Undo) carries nothing and takes refs and data from
+// the record at back, so undo restores an old revision without copying
+// it; kind 2 says the object does not exist (Undo of its creation).
+//
+// # Opening and recovery
+//
+// Open takes the lock, then loads Data.fs.index (oid -> offset and serial
+// of the current revision, the oid counter, the file position and tid it
+// covers). The index is trusted only if the file id matches and the
+// transaction ending at the covered position verifies completely and
+// carries the covered tid; then only the transactions after that position
+// are read. Otherwise the whole file is scanned and the index rebuilt. A
+// transaction that does not verify, or one still marked 'c', ends the
+// good part of the file: the rest is copied to Data.fs.trN, the file is
+// truncated there, and both are logged. The index is saved on Close,
+// after pack, and in the background every Options.IndexInterval bytes.
+//
+// # Commit
+//
+// Vote takes the commit lock (waiting until its context ends), checks
+// every stored serial against the newest written one, and writes the
+// whole transaction with status 'c' in one write. Finish flips the
+// status, then per Options.Sync: "always" fsyncs and publishes under the
+// commit lock; "group" releases the lock first and joins a shared fsync
+// (one leader syncs for every transaction written meanwhile and publishes
+// them in commit order), so concurrent committers share fsyncs and each
+// Finish still returns only once its transaction is durable and visible;
+// "none" publishes without fsync. Abort after Vote truncates the
+// transaction away.
+//
+// # Pack
+//
+// Pack(tid) keeps, for every object reachable from the root at tid or
+// from anything written since, the revision current at tid, and every
+// revision written at or after tid. It scans and copies to Data.fs.pack
+// without any lock, takes the commit lock only to copy what was committed
+// meanwhile and rename the new file over Data.fs, so loads never stop and
+// commits stop only for that last step.
+//
+// # Caveats
+//
+// The index lives in memory (about 40 bytes per object). One process
+// writes a file at a time; read-only opens see the file as of their open.
+package filestorage

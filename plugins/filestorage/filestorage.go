@@ -1,0 +1,620 @@
+package filestorage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/host/storage"
+)
+
+// Storage is an open Data.fs. All methods are safe for concurrent use.
+type Storage struct {
+	path string
+	opts Options
+	log  hclog.Logger
+	lock *os.File
+
+	closeCtx context.Context
+	closeNow context.CancelFunc
+
+	// mu guards the visible state: what Load and friends see.
+	mu      sync.RWMutex
+	file    *dataFile // nil once closed
+	fileID  [16]byte
+	index   map[storage.Oid]entry
+	lastTid storage.Tid // newest visible transaction
+	visEnd  int64       // end of the newest visible transaction
+
+	// commit serializes writers (Vote to Finish/Abort, undo, the end of
+	// pack). The fields below it are only touched while holding it.
+	commit      *storage.CommitLock
+	end         int64       // end of the newest written transaction
+	lastWritten storage.Tid // tid of the newest written transaction
+	builder     txnBuilder
+
+	// qmu guards transactions that are finished (written, status
+	// committed) but not yet visible: group commit publishes them after
+	// the shared fsync, outside the commit lock.
+	qmu        sync.Mutex
+	pending    map[storage.Oid]entry
+	queue      []*finished
+	writtenEnd int64
+	// syncMu makes one goroutine the fsync leader at a time.
+	syncMu sync.Mutex
+	synced int64
+	broken atomic.Pointer[error] // a failed fsync: the file's state is unknown
+
+	oidMu   sync.Mutex
+	nextOid storage.Oid
+
+	// txMu guards closed and txns, and the background WaitGroup's Add.
+	txMu   sync.Mutex
+	closed bool
+	txns   map[*txn]struct{}
+	bg     sync.WaitGroup
+
+	packSem chan struct{}
+
+	// Figures for tests and benchmarks.
+	openIndexUsed bool
+	openScanned   int64 // bytes of transactions scanned at open
+	fsyncs        atomic.Int64
+	fsyncNanos    atomic.Int64
+
+	indexMu       sync.Mutex // one index save at a time
+	indexSaving   atomic.Bool
+	indexedEnd    atomic.Int64 // data file position the saved index covers
+	indexedNextID atomic.Uint64
+}
+
+// finished is a transaction waiting to become visible.
+type finished struct {
+	tid     storage.Tid
+	end     int64
+	updates []oidEntry
+}
+
+type oidEntry struct {
+	oid storage.Oid
+	e   entry
+}
+
+// Open opens (creating if missing, unless read-only) the data file at
+// path, takes its lock, and recovers its index: from Data.fs.index if that
+// checks out against the file, else by scanning the file. A torn tail is
+// cut off and saved as path.trN. The returned Storage must be closed.
+func Open(path string, opts Options) (*Storage, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("open filestorage %s: %w", path, err)
+	}
+	s := &Storage{
+		path:    path,
+		opts:    opts,
+		log:     opts.Logger,
+		commit:  storage.NewCommitLock(),
+		pending: map[storage.Oid]entry{},
+		txns:    map[*txn]struct{}{},
+		packSem: make(chan struct{}, 1),
+	}
+	s.closeCtx, s.closeNow = context.WithCancel(context.Background())
+	if s.lock, err = lockFile(path+".lock", opts.ReadOnly); err != nil {
+		s.closeNow()
+		return nil, fmt.Errorf("open filestorage %s: %w", path, err)
+	}
+	if err := s.openFile(); err != nil {
+		s.closeNow()
+		_ = unlockFile(s.lock)
+		return nil, fmt.Errorf("open filestorage %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Storage) openFile() error {
+	var f *os.File
+	var err error
+	if s.opts.ReadOnly {
+		f, err = os.Open(s.path)
+	} else {
+		f, err = os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("stat: %w", err)
+	}
+	size := st.Size()
+	if size == 0 {
+		if s.opts.ReadOnly {
+			_ = f.Close()
+			return fmt.Errorf("read-only open of an empty file: %w", errCorrupt)
+		}
+		if err := writeFileHeader(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		if err := syncDir(filepath.Dir(s.path)); err != nil {
+			_ = f.Close()
+			return err
+		}
+		size = fileHeaderSize
+	}
+	id, err := readFileHeader(f)
+	if err != nil {
+		_ = f.Close()
+		return err
+	}
+	s.fileID = id
+	s.file = newDataFile(f)
+	if err := s.recover(size); err != nil {
+		s.file.release()
+		s.file = nil
+		return err
+	}
+	return nil
+}
+
+func writeFileHeader(f *os.File) error {
+	var h [fileHeaderSize]byte
+	copy(h[:4], fileMagic)
+	binary.BigEndian.PutUint32(h[4:], fileVersion)
+	if _, err := rand.Read(h[8:]); err != nil {
+		return fmt.Errorf("file id: %w", err)
+	}
+	if _, err := f.WriteAt(h[:], 0); err != nil {
+		return fmt.Errorf("write file header: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write file header: fsync: %w", err)
+	}
+	return nil
+}
+
+func readFileHeader(f *os.File) ([16]byte, error) {
+	var h [fileHeaderSize]byte
+	var id [16]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil {
+		return id, fmt.Errorf("read file header: not a filestorage data file: %w", errors.Join(err, errCorrupt))
+	}
+	if string(h[:4]) != fileMagic {
+		return id, fmt.Errorf("read file header: bad magic %q, not a filestorage data file: %w", h[:4], errCorrupt)
+	}
+	if v := binary.BigEndian.Uint32(h[4:]); v != fileVersion {
+		return id, fmt.Errorf("read file header: format version %d, this build reads %d: %w", v, fileVersion, errCorrupt)
+	}
+	copy(id[:], h[8:])
+	return id, nil
+}
+
+// recover builds the in-memory index: from the index file if it is
+// trustworthy, then by scanning whatever follows the position it covers.
+func (s *Storage) recover(size int64) error {
+	start := int64(fileHeaderSize)
+	s.index = map[storage.Oid]entry{}
+	var nextOid storage.Oid
+	x, err := loadIndex(s.path + ".index")
+	switch {
+	case err == nil:
+		if verr := s.verifyIndex(x, size); verr != nil {
+			s.log.Warn("index does not match the data file; rebuilding it by scanning", "path", s.path, "reason", verr)
+			if x.fileID == s.fileID {
+				nextOid = x.nextOid // never hand out an oid twice
+			}
+		} else {
+			s.index = x.entries
+			start, s.lastTid, nextOid = x.pos, x.lastTid, x.nextOid
+			s.indexedEnd.Store(x.pos)
+			s.indexedNextID.Store(uint64(x.nextOid))
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if size > fileHeaderSize {
+			s.log.Info("no index file; rebuilding it by scanning", "path", s.path)
+		}
+	default:
+		s.log.Warn("index file unreadable; rebuilding it by scanning", "path", s.path, "reason", err)
+	}
+	scanned := 0
+	sc := newScanner(s.file, start, size)
+	end := start // end of the last good transaction
+	var stopErr error
+	for {
+		p, err := sc.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			stopErr = err
+			break
+		}
+		if p.status == statusCheckpoint {
+			stopErr = fmt.Errorf("transaction %s at %d was voted but never finished", p.tid, p.pos)
+			break
+		}
+		if p.tid <= s.lastTid {
+			stopErr = fmt.Errorf("transaction at %d: tid %s not after %s: %w", p.pos, p.tid, s.lastTid, errCorrupt)
+			break
+		}
+		for i := range p.recs {
+			r := &p.recs[i]
+			s.index[r.oid] = entry{pos: r.pos, tid: r.tid, deleted: r.kind == kindDeleted}
+			if r.oid >= nextOid {
+				nextOid = r.oid + 1
+			}
+		}
+		s.lastTid = p.tid
+		end = sc.pos
+		scanned++
+	}
+	s.openIndexUsed, s.openScanned = start > fileHeaderSize, end-start
+	if end < size {
+		if err := s.cutTail(end, size, stopErr); err != nil {
+			return err
+		}
+	}
+	if nextOid == storage.RootOid {
+		nextOid = 1 // the root is never handed out by NewOids
+	}
+	s.nextOid = nextOid
+	s.visEnd, s.end, s.writtenEnd, s.synced = end, end, end, end
+	s.lastWritten = s.lastTid
+	s.log.Debug("opened", "path", s.path, "objects", len(s.index), "last_tid", s.lastTid,
+		"index_used", start > fileHeaderSize, "scanned_transactions", scanned)
+	return nil
+}
+
+// verifyIndex checks that x describes this data file up to x.pos: same
+// file id, and the transaction ending at x.pos verifies and is x.lastTid.
+func (s *Storage) verifyIndex(x *indexFile, size int64) error {
+	if x.fileID != s.fileID {
+		return errors.New("index belongs to another data file (file id differs)")
+	}
+	if x.pos > size {
+		return fmt.Errorf("index covers %d bytes, the data file has %d", x.pos, size)
+	}
+	if x.pos == fileHeaderSize {
+		if x.lastTid != storage.ZeroTid || len(x.entries) != 0 {
+			return errors.New("index of an empty file has entries")
+		}
+		return nil
+	}
+	h, err := s.file.readTxnHeaderBefore(x.pos)
+	if err != nil {
+		return fmt.Errorf("newest indexed transaction: %w", err)
+	}
+	p, err := s.file.readTxnAt(h.pos, x.pos)
+	if err != nil {
+		return fmt.Errorf("newest indexed transaction: %w", err)
+	}
+	if p.tid != x.lastTid || p.status == statusCheckpoint {
+		return fmt.Errorf("newest indexed transaction is %s, the index says %s", p.tid, x.lastTid)
+	}
+	return nil
+}
+
+// cutTail truncates the data file at end, saving the bytes cut off as
+// Data.fs.trN. A read-only open only ignores them.
+func (s *Storage) cutTail(end, size int64, why error) error {
+	if s.opts.ReadOnly {
+		s.log.Warn("data file has a torn or unfinished tail; ignoring it (read-only)",
+			"path", s.path, "at", end, "bytes", size-end, "reason", why)
+		return nil
+	}
+	var saved string
+	for n := 0; n < 10000; n++ {
+		name := s.path + ".tr" + strconv.Itoa(n)
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("save torn tail: %w", err)
+		}
+		_, cerr := io.Copy(f, io.NewSectionReader(s.file.f, end, size-end))
+		if cerr == nil {
+			cerr = f.Sync()
+		}
+		if err := errors.Join(cerr, f.Close()); err != nil {
+			return fmt.Errorf("save torn tail to %s: %w", name, err)
+		}
+		saved = name
+		break
+	}
+	if saved == "" {
+		return fmt.Errorf("save torn tail: no free %s.trN name", s.path)
+	}
+	if err := s.file.f.Truncate(end); err != nil {
+		return fmt.Errorf("truncate torn tail: %w", err)
+	}
+	if err := s.file.f.Sync(); err != nil {
+		return fmt.Errorf("truncate torn tail: fsync: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	s.log.Warn("truncated a torn or unfinished tail of the data file",
+		"path", s.path, "at", end, "bytes", size-end, "saved_as", saved, "reason", why)
+	return nil
+}
+
+// snapshotIndex copies what saveIndex needs under the read lock.
+func (s *Storage) snapshotIndex() *indexFile {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.oidMu.Lock()
+	next := s.nextOid
+	s.oidMu.Unlock()
+	return &indexFile{fileID: s.fileID, pos: s.visEnd, lastTid: s.lastTid, nextOid: next, entries: maps.Clone(s.index)}
+}
+
+// writeIndex saves the index if it changed since the last save.
+func (s *Storage) writeIndex() error {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	s.mu.RLock()
+	s.oidMu.Lock()
+	clean := s.visEnd == s.indexedEnd.Load() && uint64(s.nextOid) == s.indexedNextID.Load()
+	s.oidMu.Unlock()
+	s.mu.RUnlock()
+	if clean {
+		return nil
+	}
+	x := s.snapshotIndex()
+	if err := saveIndex(s.path+".index", x); err != nil {
+		return err
+	}
+	s.indexedEnd.Store(x.pos)
+	s.indexedNextID.Store(uint64(x.nextOid))
+	s.log.Debug("index saved", "path", s.path, "pos", x.pos, "objects", len(x.entries))
+	return nil
+}
+
+// maybeSaveIndex starts a background index save when enough has been
+// appended since the last one.
+func (s *Storage) maybeSaveIndex(visEnd int64) {
+	if s.opts.ReadOnly || s.opts.IndexInterval < 0 || visEnd-s.indexedEnd.Load() < s.opts.IndexInterval {
+		return
+	}
+	if !s.indexSaving.CompareAndSwap(false, true) {
+		return
+	}
+	if !s.startBackground() {
+		s.indexSaving.Store(false)
+		return
+	}
+	go func() {
+		defer s.bg.Done()
+		defer s.indexSaving.Store(false)
+		if err := s.writeIndex(); err != nil {
+			s.log.Error("saving the index failed; open will scan more of the file", "path", s.path, "error", err)
+		}
+	}()
+}
+
+// startBackground registers work Close must wait for; false once closed.
+func (s *Storage) startBackground() bool {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	return true
+}
+
+// Path returns the data file's path.
+func (s *Storage) Path() string { return s.path }
+
+// Capabilities reports history, undo and pack.
+func (s *Storage) Capabilities() storage.Capabilities {
+	return storage.Capabilities{History: true, Undo: true, Pack: true, ReadOnly: s.opts.ReadOnly}
+}
+
+func errClosed(op string) error { return fmt.Errorf("filestorage: %s: %w", op, storage.ErrClosed) }
+
+// acquire returns the current file generation and the index entry of oid.
+func (s *Storage) acquire(oid storage.Oid) (*dataFile, entry, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.file == nil {
+		return nil, entry{}, false, storage.ErrClosed
+	}
+	e, ok := s.index[oid]
+	return s.file.acquire(), e, ok, nil
+}
+
+// Load returns the current revision of oid. Safe for concurrent use; it
+// reads with one pread for most records and never waits for commits.
+func (s *Storage) Load(ctx context.Context, oid storage.Oid) (storage.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Record{}, fmt.Errorf("filestorage: load %s: %w", oid, err)
+	}
+	d, e, ok, err := s.acquire(oid)
+	if err != nil {
+		return storage.Record{}, errClosed("load")
+	}
+	defer d.release()
+	if !ok || e.deleted {
+		return storage.Record{}, fmt.Errorf("filestorage: load %s: %w", oid, storage.ErrNotFound)
+	}
+	h, refs, data, deleted, err := d.resolve(e.pos)
+	if err != nil {
+		return storage.Record{}, fmt.Errorf("filestorage: load %s: %w", oid, err)
+	}
+	if h.oid != oid || deleted {
+		return storage.Record{}, fmt.Errorf("filestorage: load %s: index points at a record of %s: %w", oid, h.oid, errCorrupt)
+	}
+	return storage.Record{Oid: oid, Serial: e.tid, Data: data, Refs: refs}, nil
+}
+
+// maxChain bounds a walk along previous-revision pointers, so a damaged
+// file cannot make one call loop forever.
+const maxChain = 1 << 30
+
+// LoadBefore returns the revision of oid current just before tid, walking
+// back-pointers from the current revision. Safe for concurrent use.
+func (s *Storage) LoadBefore(ctx context.Context, oid storage.Oid, tid storage.Tid) (storage.Record, storage.Tid, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: %w", oid, tid, err)
+	}
+	d, e, ok, err := s.acquire(oid)
+	if err != nil {
+		return storage.Record{}, 0, errClosed("load before")
+	}
+	defer d.release()
+	notFound := fmt.Errorf("filestorage: load %s before %s: %w", oid, tid, storage.ErrNotFound)
+	if !ok {
+		return storage.Record{}, 0, notFound
+	}
+	end := storage.ZeroTid
+	pos := e.pos
+	for i := 0; pos != 0; i++ {
+		if i%1024 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: %w", oid, tid, err)
+			}
+		}
+		if i > maxChain {
+			return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: revision chain too long: %w", oid, tid, errCorrupt)
+		}
+		h, err := d.readRecordHeader(pos)
+		if err != nil {
+			return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: %w", oid, tid, err)
+		}
+		if h.oid != oid || (h.prev != 0 && h.prev >= pos) {
+			return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: record at %d: %w", oid, tid, pos, errCorrupt)
+		}
+		if h.tid < tid {
+			_, refs, data, deleted, err := d.resolve(pos)
+			if err != nil {
+				return storage.Record{}, 0, fmt.Errorf("filestorage: load %s before %s: %w", oid, tid, err)
+			}
+			if deleted {
+				return storage.Record{}, 0, notFound
+			}
+			return storage.Record{Oid: oid, Serial: h.tid, Data: data, Refs: refs}, end, nil
+		}
+		end = h.tid
+		pos = h.prev
+	}
+	return storage.Record{}, 0, notFound
+}
+
+// NewOids allocates n fresh oids (1 <= n <= 65536). The counter is saved
+// with the index and raised past every oid found in the file at open, so
+// oids are not reused across restarts.
+func (s *Storage) NewOids(ctx context.Context, n int) ([]storage.Oid, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("filestorage: new oids: %w", err)
+	}
+	if n < 1 || n > 65536 {
+		return nil, fmt.Errorf("filestorage: new oids: count %d not in 1..65536: %w", n, storage.ErrInvalid)
+	}
+	if s.isClosed() {
+		return nil, errClosed("new oids")
+	}
+	if s.opts.ReadOnly {
+		return nil, fmt.Errorf("filestorage: new oids: %w", storage.ErrReadOnly)
+	}
+	s.oidMu.Lock()
+	defer s.oidMu.Unlock()
+	out := make([]storage.Oid, n)
+	for i := range out {
+		out[i] = s.nextOid
+		s.nextOid++
+	}
+	return out, nil
+}
+
+// bumpOids raises the oid counter past oids written by a commit.
+func (s *Storage) bumpOids(max storage.Oid) {
+	s.oidMu.Lock()
+	if max >= s.nextOid {
+		s.nextOid = max + 1
+	}
+	s.oidMu.Unlock()
+}
+
+// LastTid returns the tid of the newest visible transaction.
+func (s *Storage) LastTid(ctx context.Context) (storage.Tid, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("filestorage: last tid: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.file == nil {
+		return 0, errClosed("last tid")
+	}
+	return s.lastTid, nil
+}
+
+func (s *Storage) isClosed() bool {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return s.closed
+}
+
+// Close aborts open transactions, stops a running pack, saves the index
+// and releases the file and its lock, in that order. Close twice returns
+// nil.
+func (s *Storage) Close() error {
+	s.txMu.Lock()
+	if s.closed {
+		s.txMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	open := slices.Collect(maps.Keys(s.txns))
+	s.txMu.Unlock()
+	s.closeNow()
+	for _, t := range open {
+		t.abort()
+	}
+	s.bg.Wait()
+	var errs []error
+	// Every transaction is finished or aborted; publish whatever a group
+	// commit left queued.
+	if err := s.syncTo(s.syncTarget()); err != nil {
+		errs = append(errs, err)
+	}
+	if !s.opts.ReadOnly && s.broken.Load() == nil {
+		if err := s.writeIndex(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Lock()
+	if s.file != nil {
+		s.file.release()
+		s.file = nil
+	}
+	s.index = nil
+	s.mu.Unlock()
+	errs = append(errs, unlockFile(s.lock))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("filestorage: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Storage) syncTarget() int64 {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.writtenEnd
+}
+
+var _ storage.Storage = (*Storage)(nil)

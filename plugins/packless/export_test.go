@@ -1,0 +1,7 @@
+package packless
+
+import "time"
+
+// SetClock replaces the clock tids are derived from, so tests can move it
+// back.
+func SetClock(s *Storage, now func() time.Time) { s.now = now }

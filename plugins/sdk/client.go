@@ -1,0 +1,500 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/zhostdb/zhost/hcl"
+	"github.com/zhostdb/zhost/host/storage"
+	pb "github.com/zhostdb/zhost/plugins/proto"
+)
+
+// Client is the host side of one connection to one plugin process. It is
+// what go-plugin dispenses (see ClientPluginSets); host/pluginhost wraps it
+// with supervision. All methods are safe for concurrent use.
+//
+// Every error names the plugin. When the process exits, calls in flight
+// and later calls fail at once with an error matching ErrPluginUnavailable;
+// a Client never reconnects: the host starts a new process and gets a new
+// Client.
+type Client struct {
+	name    string
+	done    context.Context // canceled by go-plugin when the process exits
+	conn    *grpc.ClientConn
+	plugin  pb.PluginClient
+	backend pb.BackendClient
+	mount   pb.MountClient
+}
+
+// NewClient returns a Client over conn, for the plugin called name. done
+// must be canceled when the plugin process exits (go-plugin's GRPCClient
+// context is). Tests and in-process transports may pass
+// context.Background().
+func NewClient(name string, done context.Context, conn *grpc.ClientConn) *Client {
+	return &Client{
+		name:    name,
+		done:    done,
+		conn:    conn,
+		plugin:  pb.NewPluginClient(conn),
+		backend: pb.NewBackendClient(conn),
+		mount:   pb.NewMountClient(conn),
+	}
+}
+
+// Name returns the plugin's name as the host knows it.
+func (c *Client) Name() string { return c.name }
+
+// Done is closed when the plugin process has exited.
+func (c *Client) Done() <-chan struct{} { return c.done.Done() }
+
+// Alive reports whether the plugin process is still running.
+func (c *Client) Alive() bool { return c.done.Err() == nil }
+
+func (c *Client) check(op string) error {
+	if !c.Alive() {
+		return fmt.Errorf("plugin %q: %s: plugin process exited: %w", c.name, op, ErrPluginUnavailable)
+	}
+	return nil
+}
+
+func (c *Client) wrap(ctx context.Context, op string, err error) error {
+	return fromStatus(ctx, c.name, op, err, c.Alive())
+}
+
+// Describe asks the plugin what it exports.
+func (c *Client) Describe(ctx context.Context) (Description, error) {
+	if err := c.check("describe"); err != nil {
+		return Description{}, err
+	}
+	d, err := c.plugin.Describe(ctx, &pb.DescribeRequest{})
+	if err != nil {
+		return Description{}, c.wrap(ctx, "describe", err)
+	}
+	return descriptionFromPB(d), nil
+}
+
+// Configure passes the plugin block's settings to the plugin.
+func (c *Client) Configure(ctx context.Context, cfg hcl.Values) error {
+	if err := c.check("configure"); err != nil {
+		return err
+	}
+	vals, err := valuesToPB(cfg)
+	if err != nil {
+		return fmt.Errorf("plugin %q: configure: %w: %w", c.name, err, storage.ErrInvalid)
+	}
+	if _, err := c.plugin.Configure(ctx, &pb.ConfigureRequest{Config: vals}); err != nil {
+		return c.wrap(ctx, "configure", err)
+	}
+	return nil
+}
+
+// Resolve runs the mount function req.Function in the plugin.
+func (c *Client) Resolve(ctx context.Context, req MountRequest) (MountTarget, error) {
+	op := "mount function " + req.Function
+	if err := c.check(op); err != nil {
+		return MountTarget{}, err
+	}
+	args, err := argsToPB(req.Args)
+	if err != nil {
+		return MountTarget{}, fmt.Errorf("plugin %q: %s: %w: %w", c.name, op, err, storage.ErrInvalid)
+	}
+	t, err := c.mount.Resolve(ctx, &pb.ResolveRequest{Function: req.Function, Path: req.Path, Args: args})
+	if err != nil {
+		return MountTarget{}, c.wrap(ctx, op, err)
+	}
+	return MountTarget{Partition: t.GetPartition(), Folder: t.GetFolder(), Server: t.GetServer()}, nil
+}
+
+// Open opens a storage of backend type typ in the plugin. name is the
+// storage block's label; cfg is the block decoded with the type's schema.
+func (c *Client) Open(ctx context.Context, typ, name string, cfg hcl.Values) (*RemoteStorage, error) {
+	op := fmt.Sprintf("open storage %q", name)
+	if err := c.check(op); err != nil {
+		return nil, err
+	}
+	vals, err := valuesToPB(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %s: %w: %w", c.name, op, err, storage.ErrInvalid)
+	}
+	resp, err := c.backend.Open(ctx, &pb.OpenRequest{Type: typ, Name: name, Config: vals})
+	if err != nil {
+		return nil, c.wrap(ctx, op, err)
+	}
+	return &RemoteStorage{c: c, handle: resp.GetHandle(), typ: typ, name: name, caps: capsFromPB(resp.GetCapabilities())}, nil
+}
+
+// RemoteStorage is a storage opened in a plugin process: storage.Storage
+// over gRPC. Sentinel errors keep their identity (errors.Is works, a
+// conflict is a *storage.ConflictError with every oid). Safe for concurrent
+// use as the contract says.
+//
+// Txn.Store calls are batched: records are sent with the next Store once
+// 1 MiB has gathered, or with Vote. An error a backend would report from
+// Store is therefore reported by a later Store or by Vote.
+type RemoteStorage struct {
+	c      *Client
+	handle uint64
+	typ    string
+	name   string
+	caps   storage.Capabilities
+	closed atomic.Bool
+}
+
+// Type returns the backend type the storage was opened with.
+func (s *RemoteStorage) Type() string { return s.typ }
+
+// Client returns the connection the storage lives on.
+func (s *RemoteStorage) Client() *Client { return s.c }
+
+func (s *RemoteStorage) check(op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("plugin %q: storage %q: %s: %w", s.c.name, s.name, op, storage.ErrClosed)
+	}
+	return s.c.check(op)
+}
+
+func (s *RemoteStorage) wrap(ctx context.Context, op string, err error) error {
+	return s.c.wrap(ctx, op, err)
+}
+
+// Capabilities reports what the backend supports; it was fetched at Open.
+func (s *RemoteStorage) Capabilities() storage.Capabilities { return s.caps }
+
+// Load returns the current revision of oid.
+func (s *RemoteStorage) Load(ctx context.Context, oid storage.Oid) (storage.Record, error) {
+	if err := s.check("load"); err != nil {
+		return storage.Record{}, err
+	}
+	r, err := s.c.backend.Load(ctx, &pb.LoadRequest{Handle: s.handle, Oid: uint64(oid)})
+	if err != nil {
+		return storage.Record{}, s.wrap(ctx, "load "+oid.String(), err)
+	}
+	return recordFromPB(r), nil
+}
+
+// LoadBefore returns the revision of oid current just before tid.
+func (s *RemoteStorage) LoadBefore(ctx context.Context, oid storage.Oid, tid storage.Tid) (storage.Record, storage.Tid, error) {
+	if err := s.check("load before"); err != nil {
+		return storage.Record{}, 0, err
+	}
+	r, err := s.c.backend.LoadBefore(ctx, &pb.LoadBeforeRequest{Handle: s.handle, Oid: uint64(oid), Tid: uint64(tid)})
+	if err != nil {
+		return storage.Record{}, 0, s.wrap(ctx, "load "+oid.String()+" before "+tid.String(), err)
+	}
+	return recordFromPB(r.GetRecord()), storage.Tid(r.GetEnd()), nil
+}
+
+// NewOids allocates n fresh oids.
+func (s *RemoteStorage) NewOids(ctx context.Context, n int) ([]storage.Oid, error) {
+	if err := s.check("new oids"); err != nil {
+		return nil, err
+	}
+	if n < 1 || n > 65536 {
+		return nil, fmt.Errorf("plugin %q: new oids: n = %d out of 1..65536: %w", s.c.name, n, storage.ErrInvalid)
+	}
+	r, err := s.c.backend.NewOids(ctx, &pb.NewOidsRequest{Handle: s.handle, N: int32(n)})
+	if err != nil {
+		return nil, s.wrap(ctx, "new oids", err)
+	}
+	return oidsFromPB(r.GetOids()), nil
+}
+
+// LastTid returns the tid of the newest committed transaction.
+func (s *RemoteStorage) LastTid(ctx context.Context) (storage.Tid, error) {
+	if err := s.check("last tid"); err != nil {
+		return 0, err
+	}
+	r, err := s.c.backend.LastTid(ctx, &pb.HandleRequest{Handle: s.handle})
+	if err != nil {
+		return 0, s.wrap(ctx, "last tid", err)
+	}
+	return storage.Tid(r.GetTid()), nil
+}
+
+// Begin starts a transaction in the plugin.
+func (s *RemoteStorage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, error) {
+	if err := s.check("begin"); err != nil {
+		return nil, err
+	}
+	r, err := s.c.backend.Begin(ctx, &pb.BeginRequest{Handle: s.handle, Meta: metaToPB(meta)})
+	if err != nil {
+		return nil, s.wrap(ctx, "begin", err)
+	}
+	return &remoteTxn{s: s, id: r.GetTxn()}, nil
+}
+
+// History returns up to max revisions of oid, newest first.
+func (s *RemoteStorage) History(ctx context.Context, oid storage.Oid, max int) ([]storage.Revision, error) {
+	if err := s.check("history"); err != nil {
+		return nil, err
+	}
+	r, err := s.c.backend.History(ctx, &pb.HistoryRequest{Handle: s.handle, Oid: uint64(oid), Max: clampInt32(max)})
+	if err != nil {
+		return nil, s.wrap(ctx, "history of "+oid.String(), err)
+	}
+	out := make([]storage.Revision, len(r.GetRevisions()))
+	for i, rv := range r.GetRevisions() {
+		out[i] = storage.Revision{Serial: storage.Tid(rv.GetSerial()), Size: int(rv.GetSize()), TxMeta: metaFromPB(rv.GetMeta())}
+	}
+	return out, nil
+}
+
+// Iterate streams committed transactions from the plugin, one message per
+// transaction. Breaking out of the loop cancels the stream.
+func (s *RemoteStorage) Iterate(ctx context.Context, start, stop storage.Tid) iter.Seq2[storage.TxRecords, error] {
+	return func(yield func(storage.TxRecords, error) bool) {
+		if err := s.check("iterate"); err != nil {
+			yield(storage.TxRecords{}, err)
+			return
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := s.c.backend.Iterate(sctx, &pb.IterateRequest{Handle: s.handle, Start: uint64(start), Stop: uint64(stop)})
+		if err != nil {
+			yield(storage.TxRecords{}, s.wrap(ctx, "iterate", err))
+			return
+		}
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(storage.TxRecords{}, s.wrap(ctx, "iterate", err))
+				return
+			}
+			if !yield(storage.TxRecords{TxInfo: infoFromPB(m.GetInfo()), Records: recordsFromPB(m.GetRecords())}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// UndoLog returns up to max undoable transactions, newest first.
+func (s *RemoteStorage) UndoLog(ctx context.Context, max int) ([]storage.TxInfo, error) {
+	if err := s.check("undo log"); err != nil {
+		return nil, err
+	}
+	r, err := s.c.backend.UndoLog(ctx, &pb.UndoLogRequest{Handle: s.handle, Max: clampInt32(max)})
+	if err != nil {
+		return nil, s.wrap(ctx, "undo log", err)
+	}
+	out := make([]storage.TxInfo, len(r.GetTransactions()))
+	for i, t := range r.GetTransactions() {
+		out[i] = infoFromPB(t)
+	}
+	return out, nil
+}
+
+// Undo undoes transaction tid.
+func (s *RemoteStorage) Undo(ctx context.Context, tid storage.Tid, meta storage.TxMeta) (storage.Tid, []storage.Oid, error) {
+	if err := s.check("undo"); err != nil {
+		return 0, nil, err
+	}
+	r, err := s.c.backend.Undo(ctx, &pb.UndoRequest{Handle: s.handle, Tid: uint64(tid), Meta: metaToPB(meta)})
+	if err != nil {
+		return 0, nil, s.wrap(ctx, "undo "+tid.String(), err)
+	}
+	return storage.Tid(r.GetTid()), oidsFromPB(r.GetOids()), nil
+}
+
+// Pack packs the storage in the plugin; progress, if non-nil, is called on
+// the caller's goroutine as the plugin reports.
+func (s *RemoteStorage) Pack(ctx context.Context, tid storage.Tid, progress func(done, total int64)) error {
+	if err := s.check("pack"); err != nil {
+		return err
+	}
+	stream, err := s.c.backend.Pack(ctx, &pb.PackRequest{Handle: s.handle, Tid: uint64(tid), Progress: progress != nil})
+	if err != nil {
+		return s.wrap(ctx, "pack", err)
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return s.wrap(ctx, "pack", err)
+		}
+		if progress != nil {
+			progress(m.GetDone(), m.GetTotal())
+		}
+	}
+}
+
+// closeTimeout bounds Close, which has no context.
+const closeTimeout = 30 * time.Second
+
+// Close closes the storage in the plugin. If the plugin process has
+// already exited there is nothing left to release and Close returns nil.
+// Close twice returns nil.
+func (s *RemoteStorage) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if !s.c.Alive() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	if _, err := s.c.backend.Close(ctx, &pb.HandleRequest{Handle: s.handle}); err != nil {
+		err = s.wrap(ctx, fmt.Sprintf("close storage %q", s.name), err)
+		if errors.Is(err, ErrPluginUnavailable) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+func clampInt32(n int) int32 {
+	switch {
+	case n > 1<<31-1:
+		return 1<<31 - 1
+	case n < -1<<31:
+		return -1 << 31
+	}
+	return int32(n)
+}
+
+// storeBatchBytes is how much record data a Txn gathers before sending it.
+const storeBatchBytes = 1 << 20
+
+// remoteTxn is a transaction in a plugin. It is used by one goroutine at a
+// time (the Txn contract); mu only guards against a concurrent Abort.
+type remoteTxn struct {
+	s  *RemoteStorage
+	id uint64
+
+	mu       sync.Mutex
+	voted    bool
+	done     bool
+	buf      []*pb.Record
+	bufBytes int
+}
+
+func (t *remoteTxn) closedErr(op string) error {
+	return fmt.Errorf("plugin %q: %s: transaction is over: %w", t.s.c.name, op, storage.ErrClosed)
+}
+
+func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	op := "store " + rec.Oid.String()
+	switch {
+	case t.done:
+		return t.closedErr(op)
+	case t.s.closed.Load():
+		return fmt.Errorf("plugin %q: %s: storage %q is closed: %w", t.s.c.name, op, t.s.name, storage.ErrClosed)
+	case t.voted:
+		return fmt.Errorf("plugin %q: %s after vote: %w", t.s.c.name, op, storage.ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("plugin %q: %s: %w", t.s.c.name, op, err)
+	}
+	if rec.Data == nil {
+		return fmt.Errorf("plugin %q: %s: nil data: %w", t.s.c.name, op, storage.ErrInvalid)
+	}
+	if err := t.s.c.check(op); err != nil {
+		return err
+	}
+	if len(rec.Data) >= storeBatchBytes {
+		// A large record goes at once, without a copy, with what gathered
+		// before it so store order is kept.
+		batch := append(t.buf, recordToPB(rec))
+		t.buf, t.bufBytes = nil, 0
+		return t.send(ctx, op, batch)
+	}
+	// The caller may reuse its buffers after Store returns.
+	p := recordToPB(rec)
+	p.Data = slices.Clone(rec.Data)
+	p.Refs = slices.Clone(p.Refs)
+	t.buf = append(t.buf, p)
+	t.bufBytes += len(rec.Data) + 8*len(rec.Refs) + 16
+	if t.bufBytes >= storeBatchBytes {
+		batch := t.buf
+		t.buf, t.bufBytes = nil, 0
+		return t.send(ctx, op, batch)
+	}
+	return nil
+}
+
+func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) error {
+	if _, err := t.s.c.backend.Store(ctx, &pb.StoreRequest{Txn: t.id, Records: batch}); err != nil {
+		return t.s.wrap(ctx, op, err)
+	}
+	return nil
+}
+
+func (t *remoteTxn) Vote(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return t.closedErr("vote")
+	}
+	t.voted = true
+	batch := t.buf
+	t.buf, t.bufBytes = nil, 0
+	if err := t.s.c.check("vote"); err != nil {
+		return err
+	}
+	if _, err := t.s.c.backend.Vote(ctx, &pb.StoreRequest{Txn: t.id, Records: batch}); err != nil {
+		err = t.s.wrap(ctx, "vote", err)
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, storage.ErrCommitLockTimeout) && !errors.Is(err, ErrPluginUnavailable) {
+			// The host's deadline fired before the plugin's answer
+			// arrived: the vote was still waiting for the commit lock
+			// (or writing), which the contract reports as a timeout.
+			return fmt.Errorf("plugin %q: vote: %w", t.s.c.name, errors.Join(storage.ErrCommitLockTimeout, cerr))
+		}
+		return err
+	}
+	return nil
+}
+
+func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return 0, t.closedErr("finish")
+	}
+	if err := t.s.c.check("finish"); err != nil {
+		return 0, err
+	}
+	r, err := t.s.c.backend.Finish(ctx, &pb.TxnRequest{Txn: t.id})
+	if err != nil {
+		return 0, t.s.wrap(ctx, "finish", err)
+	}
+	t.done = true
+	return storage.Tid(r.GetTid()), nil
+}
+
+func (t *remoteTxn) Abort(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return nil
+	}
+	t.done = true
+	t.buf, t.bufBytes = nil, 0
+	if err := t.s.c.check("abort"); err != nil {
+		return err
+	}
+	if _, err := t.s.c.backend.Abort(ctx, &pb.TxnRequest{Txn: t.id}); err != nil {
+		return t.s.wrap(ctx, "abort", err)
+	}
+	return nil
+}
+
+var (
+	_ storage.Storage = (*RemoteStorage)(nil)
+	_ storage.Txn     = (*remoteTxn)(nil)
+)

@@ -1,0 +1,414 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/zhostdb/zhost/host/storage"
+	pb "github.com/zhostdb/zhost/plugins/proto"
+)
+
+// Server is the plugin side of the protocol: it serves a Plugin's backends
+// and mount functions over gRPC. Storages and transactions are named by
+// handles the host holds. All methods are safe for concurrent use; the
+// calls of one transaction arrive in order because the host's Txn is used
+// by one goroutine at a time.
+type Server struct {
+	pb.UnimplementedPluginServer
+	pb.UnimplementedBackendServer
+	pb.UnimplementedMountServer
+
+	plugin *Plugin
+	logger hclog.Logger
+
+	mu       sync.Mutex
+	next     uint64
+	storages map[uint64]*openStorage
+	txns     map[uint64]*openTxn
+	closed   bool
+}
+
+type openStorage struct {
+	name string
+	typ  string
+	st   storage.Storage
+}
+
+type openTxn struct {
+	handle uint64
+	txn    storage.Txn
+}
+
+func newServer(p *Plugin, logger hclog.Logger) *Server {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Server{
+		plugin:   p,
+		logger:   logger,
+		storages: map[uint64]*openStorage{},
+		txns:     map[uint64]*openTxn{},
+	}
+}
+
+// closeAll closes every open storage (aborting its transactions). Serve
+// calls it when the host goes away, so backends flush and unlock their
+// files. Later calls fail with ErrClosed.
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	sts := s.storages
+	s.storages = map[uint64]*openStorage{}
+	s.txns = map[uint64]*openTxn{}
+	s.closed = true
+	s.mu.Unlock()
+	for _, o := range sts {
+		if err := o.st.Close(); err != nil {
+			s.logger.Error("close storage", "storage", o.name, "type", o.typ, "error", err)
+		} else {
+			s.logger.Debug("closed storage", "storage", o.name, "type", o.typ)
+		}
+	}
+}
+
+func (s *Server) storage(h uint64) (storage.Storage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.storages[h]
+	if !ok {
+		return nil, toStatus(fmt.Errorf("storage handle %d is not open: %w", h, storage.ErrClosed))
+	}
+	return o.st, nil
+}
+
+func (s *Server) txn(id uint64) (storage.Txn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.txns[id]
+	if !ok {
+		return nil, toStatus(fmt.Errorf("transaction %d is over: %w", id, storage.ErrClosed))
+	}
+	return t.txn, nil
+}
+
+func (s *Server) dropTxn(id uint64) {
+	s.mu.Lock()
+	delete(s.txns, id)
+	s.mu.Unlock()
+}
+
+// ---- Plugin ----
+
+func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.Description, error) {
+	d, err := descriptionToPB(s.plugin.Describe())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "describe plugin %q: %v", s.plugin.Name, err)
+	}
+	return d, nil
+}
+
+func (s *Server) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	if s.plugin.Configure == nil {
+		if len(req.GetConfig()) > 0 {
+			return nil, toStatus(fmt.Errorf("plugin %q takes no settings: %w", s.plugin.Name, storage.ErrInvalid))
+		}
+		return &pb.ConfigureResponse{}, nil
+	}
+	if err := s.plugin.Configure(ctx, valuesFromPB(req.GetConfig())); err != nil {
+		return nil, toStatus(fmt.Errorf("configure plugin %q: %w", s.plugin.Name, err))
+	}
+	return &pb.ConfigureResponse{}, nil
+}
+
+// ---- Backend ----
+
+func (s *Server) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenResponse, error) {
+	b, ok := s.plugin.Backends[req.GetType()]
+	if !ok {
+		return nil, toStatus(fmt.Errorf("open storage %q: %w %q (plugin %q exports %v): %w",
+			req.GetName(), ErrUnknownBackend, req.GetType(), s.plugin.Name, sortedKeys(s.plugin.Backends), storage.ErrInvalid))
+	}
+	st, err := b.Open(ctx, req.GetName(), valuesFromPB(req.GetConfig()))
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("open storage %q (type %s): %w", req.GetName(), req.GetType(), err))
+	}
+	if st == nil {
+		return nil, toStatus(fmt.Errorf("open storage %q (type %s): backend returned no storage", req.GetName(), req.GetType()))
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = st.Close()
+		return nil, toStatus(fmt.Errorf("open storage %q: plugin is shutting down: %w", req.GetName(), storage.ErrClosed))
+	}
+	s.next++
+	h := s.next
+	s.storages[h] = &openStorage{name: req.GetName(), typ: req.GetType(), st: st}
+	s.mu.Unlock()
+	s.logger.Debug("opened storage", "storage", req.GetName(), "type", req.GetType(), "handle", h)
+	return &pb.OpenResponse{Handle: h, Capabilities: capsToPB(st.Capabilities())}, nil
+}
+
+func (s *Server) Close(_ context.Context, req *pb.HandleRequest) (*pb.Empty, error) {
+	s.mu.Lock()
+	o, ok := s.storages[req.GetHandle()]
+	delete(s.storages, req.GetHandle())
+	for id, t := range s.txns {
+		if t.handle == req.GetHandle() {
+			delete(s.txns, id)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return &pb.Empty{}, nil
+	}
+	if err := o.st.Close(); err != nil {
+		return nil, toStatus(fmt.Errorf("close storage %q: %w", o.name, err))
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.Record, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	rec, err := st.Load(ctx, storage.Oid(req.GetOid()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return recordToPB(rec), nil
+}
+
+func (s *Server) LoadBefore(ctx context.Context, req *pb.LoadBeforeRequest) (*pb.LoadBeforeResponse, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	rec, end, err := st.LoadBefore(ctx, storage.Oid(req.GetOid()), storage.Tid(req.GetTid()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.LoadBeforeResponse{Record: recordToPB(rec), End: uint64(end)}, nil
+}
+
+func (s *Server) NewOids(ctx context.Context, req *pb.NewOidsRequest) (*pb.OidList, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	oids, err := st.NewOids(ctx, int(req.GetN()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.OidList{Oids: oidsToPB(oids)}, nil
+}
+
+func (s *Server) LastTid(ctx context.Context, req *pb.HandleRequest) (*pb.TidValue, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	tid, err := st.LastTid(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.TidValue{Tid: uint64(tid)}, nil
+}
+
+func (s *Server) Begin(ctx context.Context, req *pb.BeginRequest) (*pb.BeginResponse, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	txn, err := st.Begin(ctx, metaFromPB(req.GetMeta()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.mu.Lock()
+	if _, still := s.storages[req.GetHandle()]; !still {
+		s.mu.Unlock()
+		_ = txn.Abort(ctx)
+		return nil, toStatus(fmt.Errorf("begin: storage handle %d was closed: %w", req.GetHandle(), storage.ErrClosed))
+	}
+	s.next++
+	id := s.next
+	s.txns[id] = &openTxn{handle: req.GetHandle(), txn: txn}
+	s.mu.Unlock()
+	return &pb.BeginResponse{Txn: id}, nil
+}
+
+func (s *Server) store(ctx context.Context, txn storage.Txn, recs []*pb.Record) error {
+	for _, r := range recs {
+		if err := txn.Store(ctx, recordFromPB(r)); err != nil {
+			return toStatus(err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) Store(ctx context.Context, req *pb.StoreRequest) (*pb.Empty, error) {
+	txn, err := s.txn(req.GetTxn())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store(ctx, txn, req.GetRecords()); err != nil {
+		return nil, err
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) Vote(ctx context.Context, req *pb.StoreRequest) (*pb.Empty, error) {
+	txn, err := s.txn(req.GetTxn())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store(ctx, txn, req.GetRecords()); err != nil {
+		return nil, err
+	}
+	if err := txn.Vote(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.TidValue, error) {
+	txn, err := s.txn(req.GetTxn())
+	if err != nil {
+		return nil, err
+	}
+	tid, err := txn.Finish(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.dropTxn(req.GetTxn())
+	return &pb.TidValue{Tid: uint64(tid)}, nil
+}
+
+func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, error) {
+	s.mu.Lock()
+	t, ok := s.txns[req.GetTxn()]
+	delete(s.txns, req.GetTxn())
+	s.mu.Unlock()
+	if !ok {
+		return &pb.Empty{}, nil
+	}
+	if err := t.txn.Abort(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.Empty{}, nil
+}
+
+func (s *Server) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	revs, err := st.History(ctx, storage.Oid(req.GetOid()), int(req.GetMax()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.HistoryResponse{Revisions: make([]*pb.Revision, len(revs))}
+	for i, r := range revs {
+		out.Revisions[i] = &pb.Revision{Serial: uint64(r.Serial), Size: int64(r.Size), Meta: metaToPB(r.TxMeta)}
+	}
+	return out, nil
+}
+
+func (s *Server) Iterate(req *pb.IterateRequest, stream pb.Backend_IterateServer) error {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return err
+	}
+	for tx, err := range st.Iterate(stream.Context(), storage.Tid(req.GetStart()), storage.Tid(req.GetStop())) {
+		if err != nil {
+			return toStatus(err)
+		}
+		if err := stream.Send(&pb.TxRecords{Info: infoToPB(tx.TxInfo), Records: recordsToPB(tx.Records)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) UndoLog(ctx context.Context, req *pb.UndoLogRequest) (*pb.UndoLogResponse, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	infos, err := st.UndoLog(ctx, int(req.GetMax()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.UndoLogResponse{Transactions: make([]*pb.TxInfo, len(infos))}
+	for i, in := range infos {
+		out.Transactions[i] = infoToPB(in)
+	}
+	return out, nil
+}
+
+func (s *Server) Undo(ctx context.Context, req *pb.UndoRequest) (*pb.UndoResponse, error) {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	tid, oids, err := st.Undo(ctx, storage.Tid(req.GetTid()), metaFromPB(req.GetMeta()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.UndoResponse{Tid: uint64(tid), Oids: oidsToPB(oids)}, nil
+}
+
+func (s *Server) Pack(req *pb.PackRequest, stream pb.Backend_PackServer) error {
+	st, err := s.storage(req.GetHandle())
+	if err != nil {
+		return err
+	}
+	var progress func(done, total int64)
+	var mu sync.Mutex
+	finished := false
+	if req.GetProgress() {
+		// Pack may report from its own goroutines; a stream allows one
+		// sender at a time and none after the handler returned.
+		progress = func(done, total int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			if finished {
+				return
+			}
+			_ = stream.Send(&pb.PackProgress{Done: done, Total: total})
+		}
+	}
+	err = st.Pack(stream.Context(), storage.Tid(req.GetTid()), progress)
+	mu.Lock()
+	finished = true
+	mu.Unlock()
+	return toStatus(err)
+}
+
+// ---- Mount ----
+
+func (s *Server) Resolve(ctx context.Context, req *pb.ResolveRequest) (*pb.MountTarget, error) {
+	f, ok := s.plugin.Functions[req.GetFunction()]
+	if !ok {
+		return nil, toStatus(fmt.Errorf("%w %q (plugin %q exports %v): %w",
+			ErrUnknownFunction, req.GetFunction(), s.plugin.Name, sortedKeys(s.plugin.Functions), storage.ErrInvalid))
+	}
+	args := req.GetArgs().AsMap()
+	if err := CheckArgs(f.ArgsSchema(), args); err != nil {
+		return nil, toStatus(fmt.Errorf("mount function %q: %w", req.GetFunction(), err))
+	}
+	t, err := f.Resolve(ctx, MountRequest{Function: req.GetFunction(), Path: req.GetPath(), Args: args})
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("mount function %q: %w", req.GetFunction(), err))
+	}
+	if t.Partition == "" {
+		return nil, toStatus(errors.New("mount function " + req.GetFunction() + " returned no partition"))
+	}
+	return &pb.MountTarget{Partition: t.Partition, Folder: t.Folder, Server: t.Server}, nil
+}
