@@ -55,6 +55,7 @@ func networkNode(t *testing.T, addr, name string, mounts []db.Mount) (*db.DB, *c
 	d := openDB(t, main, db.Options{
 		Mounts:      mounts,
 		MaxAttempts: 50,
+		CacheBytes:  -1,
 		OpenPartition: func(ctx context.Context, partition, server string) (storage.Storage, error) {
 			if server != "" {
 				return nil, fmt.Errorf("partition %q: other servers not wired in this test: %w", partition, storage.ErrNotSupported)

@@ -55,7 +55,13 @@ type Storage struct {
 	// syncMu makes one goroutine the fsync leader at a time.
 	syncMu sync.Mutex
 	synced int64
-	broken atomic.Pointer[error] // a failed fsync: the file's state is unknown
+	// inflight counts committers between the start of Vote and the end
+	// of Finish (or Abort); enqueued is signalled at each Finish, so a
+	// group commit leader can wait for them to join its fsync.
+	inflight  atomic.Int64
+	enqueued  chan struct{}
+	lastFsync atomic.Int64          // duration of the last fsync, in ns
+	broken    atomic.Pointer[error] // a failed fsync: the file's state is unknown
 
 	oidMu   sync.Mutex
 	nextOid storage.Oid
@@ -102,13 +108,14 @@ func Open(path string, opts Options) (*Storage, error) {
 		return nil, fmt.Errorf("open filestorage %s: %w", path, err)
 	}
 	s := &Storage{
-		path:    path,
-		opts:    opts,
-		log:     opts.Logger,
-		commit:  storage.NewCommitLock(),
-		pending: map[storage.Oid]entry{},
-		txns:    map[*txn]struct{}{},
-		packSem: make(chan struct{}, 1),
+		path:     path,
+		opts:     opts,
+		log:      opts.Logger,
+		commit:   storage.NewCommitLock(),
+		pending:  map[storage.Oid]entry{},
+		txns:     map[*txn]struct{}{},
+		packSem:  make(chan struct{}, 1),
+		enqueued: make(chan struct{}, 1),
 	}
 	s.closeCtx, s.closeNow = context.WithCancel(context.Background())
 	if s.lock, err = lockFile(path+".lock", opts.ReadOnly); err != nil {

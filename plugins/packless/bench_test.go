@@ -2,6 +2,7 @@ package packless_test
 
 import (
 	"context"
+	"fmt"
 
 	"io/fs"
 	"math/rand/v2"
@@ -49,10 +50,10 @@ func (r churnResult) peakRatio() float64 { return float64(r.peak) / float64(r.li
 // rewrites random sessions with fresh random data, perTxn sessions per
 // commit, and measures disk use against the live data (every current
 // record's Size) at the end and at its peak.
-func churn(tb testing.TB, dir string, sessions, updates, perTxn int) churnResult {
+func churn(tb testing.TB, dir string, sessions, updates, perTxn int, writeBuffer int64) churnResult {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := packless.Open(dir, packless.Options{NoSync: true})
+	st, err := packless.Open(dir, packless.Options{NoSync: true, WriteBuffer: writeBuffer})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,12 +138,17 @@ func BenchmarkChurn(b *testing.B) {
 	if testing.Short() {
 		b.Skip("1M updates; skipped under -short")
 	}
-	for range b.N {
-		r := churn(b, b.TempDir(), 10_000, 1_000_000, 1)
-		b.ReportMetric(r.ratio(), "disk/live")
-		b.ReportMetric(r.peakRatio(), "peak-disk/live")
-		b.ReportMetric(float64(r.live)/(1<<20), "live-MiB")
-		b.ReportMetric(float64(r.disk)/(1<<20), "disk-MiB")
+	for _, wb := range []int64{packless.DefaultWriteBuffer, 1 << 20} {
+		b.Run(fmt.Sprintf("write_buffer=%dKiB", wb>>10), func(b *testing.B) {
+			for range b.N {
+				r := churn(b, b.TempDir(), 10_000, 1_000_000, 1, wb)
+				b.ReportMetric(r.ratio(), "disk/live")
+				b.ReportMetric(r.peakRatio(), "peak-disk/live")
+				b.ReportMetric(float64(r.live)/(1<<20), "live-MiB")
+				b.ReportMetric(float64(r.disk)/(1<<20), "disk-MiB")
+				b.ReportMetric(float64(r.commits)/b.Elapsed().Seconds(), "commits/s")
+			}
+		})
 	}
 }
 

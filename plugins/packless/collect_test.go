@@ -69,12 +69,25 @@ func TestReferenceCountsStayExact(t *testing.T) {
 	// acyclic; the root may reference anything.
 	var known []storage.Oid
 	serial := map[storage.Oid]storage.Tid{}
+	var rootRefs []storage.Oid
+	// current walks the graph from the root's references.
 	current := func() []storage.Oid {
+		seen := map[storage.Oid]bool{}
+		stack := slices.Clone(rootRefs)
 		var out []storage.Oid
-		for _, o := range known {
-			if _, err := st.Load(ctx, o); err == nil {
-				out = append(out, o)
+		for len(stack) > 0 {
+			o := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[o] {
+				continue
 			}
+			seen[o] = true
+			rec, err := st.Load(ctx, o)
+			if err != nil {
+				t.Fatalf("load reachable %s: %v", o, err)
+			}
+			out = append(out, o)
+			stack = append(stack, rec.Refs...)
 		}
 		return out
 	}
@@ -112,7 +125,11 @@ func TestReferenceCountsStayExact(t *testing.T) {
 			}
 			recs = append(recs, storage.Record{Oid: o, Serial: serial[o], Data: []byte("changed"), Refs: pick(append(live, fresh...), o, rng.IntN(4))})
 		}
-		rootRefs := append(pick(live, 0, rng.IntN(4)), fresh[:rng.IntN(len(fresh)+1)]...)
+		if len(rootRefs) > 0 && rng.IntN(5) == 0 {
+			i := rng.IntN(len(rootRefs))
+			rootRefs = slices.Delete(rootRefs, i, i+1)
+		}
+		rootRefs = append(rootRefs, fresh[:rng.IntN(len(fresh)+1)]...)
 		recs = append(recs, storage.Record{Oid: storage.RootOid, Serial: serial[storage.RootOid], Data: []byte("root"), Refs: rootRefs})
 		tid, err := storagetest.Commit(ctx, st, storage.TxMeta{}, recs...)
 		if err != nil {

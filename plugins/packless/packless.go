@@ -117,10 +117,9 @@ func Open(path string, opts Options) (*Storage, error) {
 
 func levelOptions(opts Options) *opt.Options {
 	o := &opt.Options{
-		ReadOnly:            opts.ReadOnly,
-		BlockCacheCapacity:  int(opts.CacheSize),
-		WriteBuffer:         int(opts.WriteBuffer),
-		CompactionL0Trigger: 2,
+		ReadOnly:           opts.ReadOnly,
+		BlockCacheCapacity: int(opts.CacheSize),
+		WriteBuffer:        int(opts.WriteBuffer),
 	}
 	switch {
 	case opts.CacheSize == 0:

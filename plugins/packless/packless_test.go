@@ -330,11 +330,11 @@ func TestSchemaAndFromConfig(t *testing.T) {
 // TestChurnKeepsDiskBounded is a small version of BenchmarkChurn: updates
 // over a fixed live set must not grow the store without bound.
 func TestChurnKeepsDiskBounded(t *testing.T) {
-	updates := 50_000
+	updates := 20_000
 	if testing.Short() {
-		updates = 10_000
+		updates = 5_000
 	}
-	r := churn(t, t.TempDir(), 1000, updates, 50)
+	r := churn(t, t.TempDir(), 1000, updates, 50, 256<<10)
 	t.Logf("%d updates over %d objects: disk %d bytes, live %d bytes, ratio %.2f", updates, 1000, r.disk, r.live, r.ratio())
 	if r.ratio() > 6 {
 		t.Fatalf("disk use %.1fx the live data after churn", r.ratio())

@@ -13,9 +13,17 @@
 //				return packless.Open(dir, packless.Options{})
 //			},
 //			Persistent: true,
-//			Crash:      packless.CrashForTest,
+//			// Damage the tail of the newest journal, as a kill -9 would.
+//			Crash: func(dir string, mode storagetest.CrashMode) error { ... },
+//			CollectsGarbage: true,
 //		})
 //	}
+//
+// A crash subtest commits transactions that each change the root, one
+// shared object and one new object, closes the storage, calls Crash, and
+// reopens: what it finds must be exactly a prefix of the committed
+// transactions (no torn transaction, no gap), and the store must take and
+// keep new commits.
 //
 // The subtests cover load and store, conflicts (every conflicting oid
 // reported at once), LoadBefore and MVCC reads during concurrent commits,

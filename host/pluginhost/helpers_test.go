@@ -1,0 +1,151 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/internal/testbin"
+)
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond every 10ms for up to d.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newManager returns a manager whose log goes to the returned buffer (and
+// to the test log on failure), cleaned up with the test.
+func newManager(t testing.TB, opts Options) (*Manager, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	if opts.Logger == nil {
+		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "host", Level: hclog.Debug, Output: logs})
+	}
+	if opts.ZhostPath == "" {
+		opts.ZhostPath = testbin.Zhost(t)
+	}
+	m, err := NewManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("host log:\n%s", logs.String())
+		}
+	})
+	return m, logs
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// pidOf returns the pid of a running plugin.
+func pidOf(t testing.TB, m *Manager, name string) int {
+	t.Helper()
+	p, err := m.Plugin(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Status()
+	if st.State != "running" || st.Pid == 0 {
+		t.Fatalf("plugin %s is %s (pid %d)", name, st.State, st.Pid)
+	}
+	return st.Pid
+}
+
+// alive reports whether pid is a live process (zombies count as dead:
+// they are gone, only not yet reaped).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ..."; comm may contain spaces, the state follows ") ".
+	s := string(b)
+	if i := strings.LastIndex(s, ") "); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+// children returns the pids of pid's live child processes.
+func children(pid int) []int {
+	var out []int
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		var c int
+		if _, err := fmt.Sscan(e.Name(), &c); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndex(s, ") ")
+		if i < 0 {
+			continue
+		}
+		var state string
+		var ppid int
+		if _, err := fmt.Sscan(s[i+2:], &state, &ppid); err == nil && ppid == pid && state != "Z" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// script writes an executable shell script into a temp dir.
+func script(t testing.TB, name, body string) string {
+	t.Helper()
+	path := t.TempDir() + "/" + name
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
