@@ -155,4 +155,3 @@ func writeDiagnostics(w interface{ Write([]byte) (int, error) }, file string, di
 	wr := hcl2.NewDiagnosticTextWriter(w, files, 78, false)
 	_ = wr.WriteDiagnostics(diags)
 }
-

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +33,9 @@ func relayLine(line []byte, l hclog.Logger) {
 		return
 	}
 	var raw map[string]any
-	if line[0] != '{' || json.Unmarshal(line, &raw) != nil {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber() // keep 1795558712051522600 and 1.5e3 as the child wrote them
+	if line[0] != '{' || dec.Decode(&raw) != nil {
 		l.Info(string(line))
 		return
 	}

@@ -364,7 +364,6 @@ func runBalancer(ctx context.Context, cfg *hcl.Config, b *hcl.Balancer, opts Nod
 	if err := bl.Start(ctx); err != nil {
 		return fmt.Errorf("balancer %q: %w", b.Name, err)
 	}
-	log.Info("balancer listening", "addr", bl.Addr().String(), "public_url", b.PublicURL, "clients", len(backends))
 	if opts.Ready != nil {
 		opts.Ready(bl.Addr())
 	}
@@ -430,4 +429,3 @@ func BrowserURL(cfg *hcl.Config) string {
 	}
 	return ""
 }
-

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,8 +29,10 @@ type App struct {
 	public  *url.URL
 	trust   *forwarded.Trust
 	handler http.Handler
-	started time.Time
-	drain   atomic.Bool
+	// reserved are clean paths of subtrees the API refuses (403).
+	reserved []string
+	started  time.Time
+	drain    atomic.Bool
 }
 
 // New validates opts and builds the app. It has no side effects.
@@ -43,6 +46,17 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("app %q: %w: %w", opts.Node, ErrInvalidOptions, err)
 	}
 	a := &App{opts: opts, log: opts.Logger, db: opts.DB, public: pub, trust: trust, started: time.Now()}
+	reserved := opts.ReservedPaths
+	if opts.Sessions != nil {
+		reserved = append(slices.Clone(reserved), opts.Sessions.Options().Container)
+	}
+	for _, p := range reserved {
+		c, err := cleanPath(p)
+		if err != nil || c == "/" {
+			return nil, fmt.Errorf("app %q: %w: reserved path %q", opts.Node, ErrInvalidOptions, p)
+		}
+		a.reserved = append(a.reserved, c)
+	}
 	if a.opts.WaitForTid == nil {
 		a.opts.WaitForTid = a.pollTid
 	}
@@ -62,7 +76,7 @@ func (a *App) Drain() { a.drain.Store(true) }
 // ServeHTTP sets X-Zhost-Node, applies read-your-writes and dispatches.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderNode, a.opts.Node)
-	if r.URL.Path != "/healthz" {
+	if r.URL.Path != "/healthz" && r.URL.Path != HealthPath {
 		if tid, ok := a.requestTid(r); ok {
 			if err := a.waitTid(r.Context(), tid); err != nil {
 				w.Header().Set("Retry-After", "1")
@@ -78,7 +92,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // object path.
 func (a *App) route(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/healthz":
+	case "/healthz", HealthPath:
 		a.serveHealth(w, r)
 	case "/_status":
 		a.serveStatus(w, r)
@@ -89,6 +103,20 @@ func (a *App) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.serveObject(w, r)
 	}
+}
+
+// errReserved answers a path in a reserved subtree.
+var errReserved = errors.New("this path is reserved for the node's own use")
+
+// checkReserved refuses a path inside a reserved subtree and, for a
+// write, a path above one (deleting /a would delete /a/sessions).
+func (a *App) checkReserved(path string, write bool) error {
+	for _, p := range a.reserved {
+		if path == p || strings.HasPrefix(path, p+"/") || (write && strings.HasPrefix(p, strings.TrimSuffix(path, "/")+"/")) {
+			return fmt.Errorf("%s: %w", path, errReserved)
+		}
+	}
+	return nil
 }
 
 // requestTid returns the tid a request asks to see: the X-Zhost-Tid
@@ -250,6 +278,8 @@ func statusOf(err error) int {
 		return http.StatusPreconditionFailed
 	case errors.As(err, &be):
 		return http.StatusBadRequest
+	case errors.Is(err, errReserved):
+		return http.StatusForbidden
 	case errors.Is(err, db.ErrInvalidPath):
 		return http.StatusBadRequest
 	case errors.Is(err, db.ErrNotFound):

@@ -73,6 +73,10 @@ func (a *App) serveObject(w http.ResponseWriter, r *http.Request) {
 		a.writeDBError(w, r, r.URL.Path, err)
 		return
 	}
+	if err := a.checkReserved(path, r.Method != http.MethodGet && r.Method != http.MethodHead); err != nil {
+		a.writeDBError(w, r, path, err)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		a.getObject(w, r, path)
@@ -164,6 +168,9 @@ func (a *App) objectJSON(ctx context.Context, r *http.Request, path string, obj 
 		out.Children = make([]ChildJSON, 0, len(names))
 		for _, n := range names {
 			cp := childPath(path, n)
+			if a.checkReserved(cp, false) != nil {
+				continue
+			}
 			c := ChildJSON{Name: n, Path: cp, URL: a.urlFor(r, cp)}
 			if child, err := o.Get(ctx, n); err != nil {
 				if errors.Is(err, storage.ErrConflict) {

@@ -30,6 +30,10 @@ const (
 	MaxJSONDepth = 32
 )
 
+// HealthPath is the health check path the config's health_check block
+// defaults to; the app answers it like /healthz.
+const HealthPath = "/_zhost/health"
+
 // Header names the app reads and writes.
 const (
 	// HeaderNode names the node that answered; on every response.
@@ -76,6 +80,11 @@ type Options struct {
 	// Status reports what the app cannot see itself: the server
 	// connection and the client cache. Nil reports the storage as local.
 	Status func(ctx context.Context) NodeStatus
+	// ReservedPaths are subtrees the HTTP API neither shows nor changes
+	// (403): Go code owns them. The session container (from Sessions) is
+	// always reserved, so that no browser can list other browsers'
+	// sessions or delete them.
+	ReservedPaths []string
 	// MaxBodyBytes bounds request bodies (413 beyond). Default
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64

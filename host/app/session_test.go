@@ -152,3 +152,45 @@ func TestSessionConcurrentKeys(t *testing.T) {
 		t.Fatalf("after %d concurrent PUTs of different keys the session has %d keys: %v", n, len(s.Data), s.Data)
 	}
 }
+
+func TestReservedPaths(t *testing.T) {
+	n := newTestNode(t, func(o *Options) {
+		withSessions(t)(o)
+		o.ReservedPaths = []string{"/a/private"}
+	})
+	br := newBrowser(t)
+	if st, _ := br.do(n, "PUT", "/_session", `{"x":1}`); st != 200 {
+		t.Fatalf("PUT /_session: %d", st)
+	}
+	n.do(t, "PUT", "/a/public", map[string]any{})
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/session_data/sessions"},
+		{"GET", "/session_data/sessions/items"},
+		{"DELETE", "/session_data/sessions"},
+		{"PUT", "/session_data/sessions/items/x"},
+		{"GET", "/a/private"},
+		{"PUT", "/a/private/x"},
+		{"DELETE", "/a"}, // would delete the reserved subtree
+	} {
+		var body any
+		if tc.method == "PUT" {
+			body = map[string]any{}
+		}
+		if r := n.do(t, tc.method, tc.path, body); r.status != 403 {
+			t.Errorf("%s %s: %d %s, want 403", tc.method, tc.path, r.status, r.body)
+		}
+	}
+	if r := n.do(t, "POST", "/_tx", `{"ops":[{"op":"delete","path":"/session_data/sessions/items"}]}`); r.status != 403 {
+		t.Errorf("tx under the container: %d", r.status)
+	}
+	var sd ObjectJSON
+	n.do(t, "GET", "/session_data", nil).json(t, &sd)
+	for _, c := range sd.Children {
+		if c.Name == "sessions" {
+			t.Fatalf("the session container is listed: %+v", sd.Children)
+		}
+	}
+	if r := n.do(t, "DELETE", "/a/public", nil); r.status != 204 {
+		t.Fatalf("DELETE beside a reserved path: %d", r.status)
+	}
+}

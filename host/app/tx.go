@@ -92,6 +92,9 @@ func (a *App) serveTx(w http.ResponseWriter, r *http.Request) {
 		if err == nil && p == "/" {
 			err = fmt.Errorf("the root folder cannot be changed: %w", db.ErrInvalidPath)
 		}
+		if err == nil {
+			err = a.checkReserved(p, true)
+		}
 		if err != nil {
 			a.writeDBError(w, r, op.Path, &opError{index: i, op: *op, err: err})
 			return

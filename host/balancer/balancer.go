@@ -57,7 +57,7 @@ func New(opts Options) (*Balancer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("balancer %q: %w: %w", opts.Name, ErrInvalidOptions, err)
 	}
-	bl := &Balancer{opts: opts, log: opts.Logger, access: opts.Logger.Named("access"), trust: trust}
+	bl := &Balancer{opts: opts, log: opts.Logger, access: opts.AccessLogger, trust: trust}
 	bes := make([]*backend, len(urls))
 	for i, u := range urls {
 		h := *u

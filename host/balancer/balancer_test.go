@@ -28,7 +28,7 @@ type testBackend struct {
 	srv     *httptest.Server
 	healthy atomic.Bool
 	hits    atomic.Int64
-	handler http.HandlerFunc // optional override for everything but /healthz
+	handler http.HandlerFunc // optional override for everything but the health path
 }
 
 func newTestBackend(t *testing.T, name string, h http.HandlerFunc) *testBackend {
@@ -37,7 +37,7 @@ func newTestBackend(t *testing.T, name string, h http.HandlerFunc) *testBackend 
 	tb.healthy.Store(true)
 	tb.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
-		if r.URL.Path == "/healthz" {
+		if r.URL.Path == DefaultHealthPath {
 			if !tb.healthy.Load() {
 				http.Error(w, "sick", http.StatusServiceUnavailable)
 				return

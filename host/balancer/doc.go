@@ -27,8 +27,10 @@
 //   - Policies: round_robin cycles through the up backends; least_conn
 //     picks the one with the fewest requests in flight.
 //   - Active health checks GET HealthCheck.Path on every backend each
-//     Interval; Fall consecutive failures take a backend down, Rise
-//     consecutive successes bring it back. Backends start up.
+//     Interval; a 2xx answer within Timeout is a success. Fall
+//     consecutive failures take a backend down, Rise consecutive
+//     successes bring it back. Backends start up, and the first check
+//     runs at once.
 //   - Passive checks: a connection error (refused, reset, timeout before
 //     the response headers) takes the backend down at once.
 //   - Retries: a request that never reached its node (dial error) is tried
@@ -52,9 +54,10 @@
 //     X-Forwarded-For and keeps its X-Forwarded-Host and -Proto; from
 //     anyone else it first strips every forwarding header
 //     (forwarded.ProxyHeaders). The Host header is passed through.
-//   - Access log: one Info line per request on the "access" sub-logger
-//     (method, uri, status, bytes, duration, backend, attempts, client);
-//     status 499 means the client left before an answer.
+//   - Access log: one Info line per request on AccessLogger (default the
+//     "access" sub-logger): method, uri, host, status, bytes, duration,
+//     backend, attempts, client; status 499 means the client left before
+//     an answer.
 //
 // All methods of Balancer are safe for concurrent use.
 package balancer

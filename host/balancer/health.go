@@ -29,8 +29,8 @@ func (bl *Balancer) runHealthChecks(ctx context.Context, b *backend) {
 	}
 }
 
-// check runs one GET of the health path. A 2xx or 3xx answer within the
-// timeout is healthy.
+// check runs one GET of the health path. A 2xx answer within the timeout
+// is healthy.
 func (bl *Balancer) check(ctx context.Context, b *backend) error {
 	ctx, cancel := context.WithTimeout(ctx, bl.opts.HealthCheck.Timeout)
 	defer cancel()
@@ -47,7 +47,7 @@ func (bl *Balancer) check(ctx context.Context, b *backend) error {
 	// the health check's business.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("health check %s: status %d", b.healthURL, resp.StatusCode)
 	}
 	return nil

@@ -24,12 +24,12 @@ const (
 
 // Defaults applied by New to zero fields of Options.
 const (
-	DefaultHealthPath     = "/healthz"
-	DefaultHealthInterval = 2 * time.Second
-	DefaultHealthTimeout  = time.Second
+	DefaultHealthPath     = "/_zhost/health"
+	DefaultHealthInterval = 5 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
 	DefaultRise           = 2
 	DefaultFall           = 3
-	DefaultQueueTimeout   = 5 * time.Second
+	DefaultQueueTimeout   = 30 * time.Second
 	DefaultMaxQueue       = 1024
 	DefaultMaxRetryBody   = 64 << 10
 	DefaultDialTimeout    = 2 * time.Second
@@ -48,8 +48,9 @@ type Backend struct {
 // HealthCheck configures the active health checks. Zero fields take the
 // Default* values.
 type HealthCheck struct {
-	// Path is requested with GET on every backend; a 2xx or 3xx answer
-	// within Timeout is a success.
+	// Path is requested with GET on every backend; a 2xx answer within
+	// Timeout is a success. host/app serves both /healthz and the
+	// default, /_zhost/health.
 	Path string
 	// Interval is the time between two checks of one backend.
 	Interval time.Duration
@@ -109,9 +110,12 @@ type Options struct {
 	// once the request is sent; 0 means no limit. A timeout counts as a
 	// failure before answering.
 	ResponseTimeout time.Duration
-	// Logger receives the access log (sub-logger "access") and health
-	// transitions. Default hclog.NewNullLogger().
+	// Logger receives health transitions, retries and errors. Default
+	// hclog.NewNullLogger().
 	Logger hclog.Logger
+	// AccessLogger receives one Info line per request. Default
+	// Logger.Named("access").
+	AccessLogger hclog.Logger
 }
 
 // ErrInvalidOptions is wrapped by New's errors.
@@ -125,6 +129,9 @@ func (o *Options) normalize() ([]*url.URL, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if o.AccessLogger == nil {
+		o.AccessLogger = o.Logger.Named("access")
 	}
 	switch o.Policy {
 	case "":

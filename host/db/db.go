@@ -452,6 +452,41 @@ func (d *DB) begin(ctx context.Context, readOnly bool) (*Tx, error) {
 	return tx, nil
 }
 
+// tidWaiter is implemented by storages that may lag behind commits made
+// elsewhere (host/client.Client).
+type tidWaiter interface {
+	WaitForTid(ctx context.Context, tid storage.Tid) error
+}
+
+// WaitForTid waits until this node's view of a partition includes the
+// transaction tid (committed by any node), so that a transaction begun
+// afterwards sees it: read-your-writes across nodes. partition is a
+// partition name as Persistent.Partition reports it ("" for the main
+// partition). A storage that cannot lag (a backend opened directly)
+// returns at once. ErrNotFound if the DB has no such partition.
+func (d *DB) WaitForTid(ctx context.Context, partition string, tid storage.Tid) error {
+	p := d.main
+	if partition != "" && partition != d.main.name {
+		p = nil
+		d.partsMu.Lock()
+		for k, q := range d.parts {
+			if k.name == partition && (p == nil || k.server == "") {
+				p = q
+			}
+		}
+		d.partsMu.Unlock()
+		if p == nil {
+			return fmt.Errorf("wait for tid %s: partition %q: %w", tid, partition, ErrNotFound)
+		}
+	}
+	if w, ok := p.st.(tidWaiter); ok {
+		if err := w.WaitForTid(ctx, tid); err != nil {
+			return fmt.Errorf("wait for tid %s in partition %q: %w", tid, p.name, err)
+		}
+	}
+	return nil
+}
+
 // Stats returns the DB's counters.
 func (d *DB) Stats() Stats {
 	return Stats{

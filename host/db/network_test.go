@@ -55,7 +55,6 @@ func networkNode(t *testing.T, addr, name string, mounts []db.Mount) (*db.DB, *c
 	d := openDB(t, main, db.Options{
 		Mounts:      mounts,
 		MaxAttempts: 50,
-		CacheBytes:  -1,
 		OpenPartition: func(ctx context.Context, partition, server string) (storage.Storage, error) {
 			if server != "" {
 				return nil, fmt.Errorf("partition %q: other servers not wired in this test: %w", partition, storage.ErrNotSupported)
@@ -107,6 +106,9 @@ func TestOverNetwork(t *testing.T) {
 		return f.Put(ctx, "s1", &Session{ID: "s1", Data: map[string]any{"user": "ann"}})
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.WaitForTid(ctx, "sessiondata", tid); err != nil {
 		t.Fatal(err)
 	}
 	if err := d2.View(ctx, func(tx *db.Tx) error {

@@ -104,7 +104,7 @@ func TestWithPluginSubprocesses(t *testing.T) {
 
 	// Write through both working mounts and the main tree in one
 	// transaction (two-phase commit across three partitions).
-	if _, err := d1.Update(ctx, func(tx *db.Tx) error {
+	_, err = d1.Update(ctx, func(tx *db.Tx) error {
 		if err := tx.Put(ctx, "/shop/carts/c1", db.NewDocument(map[string]any{"items": []any{"pen"}})); err != nil {
 			return err
 		}
@@ -112,8 +112,20 @@ func TestWithPluginSubprocesses(t *testing.T) {
 			return err
 		}
 		return tx.Put(ctx, "/shop/orders", db.NewCounter(1))
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Update returns the main partition's tid; wait for every partition
+	// the transaction wrote, taking their newest tids from the backends.
+	for _, part := range []string{"main", want, "sessiondata"} {
+		last, err := parts[part].LastTid(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d2.WaitForTid(ctx, part, last); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Read back from the other node.
 	if err := d2.View(ctx, func(tx *db.Tx) error {

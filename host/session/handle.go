@@ -511,6 +511,13 @@ func (h *Handle) finish(ctx context.Context) error {
 		h.tx.Abort()
 		return nil
 	}
+	lockKey := h.deleteKey
+	if lockKey == "" {
+		lockKey = Key(h.id)
+	}
+	l := h.m.saveLock(lockKey)
+	l.Lock()
+	defer l.Unlock()
 	events, err := h.apply(ctx, h.tx, now, touch)
 	if err == nil {
 		_, err = h.tx.Commit(ctx)

@@ -93,6 +93,9 @@ type cluster struct {
 	main, sess *countingStorage
 	clock      *clock
 	nodes      []*node
+	// open opens node name's DB; nil means openDB (both partitions
+	// in-process).
+	open func(t testing.TB, name string) *db.DB
 }
 
 type node struct {
@@ -105,9 +108,17 @@ type node struct {
 // (Now is replaced by the cluster clock unless realTime).
 func newCluster(t testing.TB, n int, o Options) *cluster {
 	t.Helper()
-	mainSt := memstorage.New(memstorage.Options{})
 	sessSt := memstorage.New(memstorage.Options{})
-	t.Cleanup(func() { _ = mainSt.Close(); _ = sessSt.Close() })
+	t.Cleanup(func() { _ = sessSt.Close() })
+	return newClusterOn(t, n, o, sessSt)
+}
+
+// newClusterOn is newCluster with the sessions partition on sessSt (a
+// packless store, say), which the caller closes.
+func newClusterOn(t testing.TB, n int, o Options, sessSt storage.Storage) *cluster {
+	t.Helper()
+	mainSt := memstorage.New(memstorage.Options{})
+	t.Cleanup(func() { _ = mainSt.Close() })
 	c := &cluster{
 		main:  &countingStorage{Storage: mainSt},
 		sess:  &countingStorage{Storage: sessSt},
@@ -121,8 +132,16 @@ func newCluster(t testing.TB, n int, o Options) *cluster {
 
 func (c *cluster) openDB(t testing.TB) *db.DB {
 	t.Helper()
+	return openMountedDB(t, c.main, func(context.Context) (storage.Storage, error) { return c.sess, nil })
+}
+
+// openMountedDB opens a DB over main with the sessions partition (opened
+// by openSess) mounted at /session_data, as the canonical cluster.hcl
+// does.
+func openMountedDB(t testing.TB, main storage.Storage, openSess func(context.Context) (storage.Storage, error)) *db.DB {
+	t.Helper()
 	ctx := context.Background()
-	d, err := db.Open(ctx, c.main, db.Options{
+	d, err := db.Open(ctx, main, db.Options{
 		Mounts: []db.Mount{{
 			Name: "session_data",
 			Path: "/session_data",
@@ -130,11 +149,11 @@ func (c *cluster) openDB(t testing.TB) *db.DB {
 				return db.Target{Partition: "sessiondata", Folder: "session_data"}, nil
 			},
 		}},
-		OpenPartition: func(_ context.Context, partition, server string) (storage.Storage, error) {
+		OpenPartition: func(ctx context.Context, partition, server string) (storage.Storage, error) {
 			if partition != "sessiondata" || server != "" {
 				return nil, fmt.Errorf("unknown partition %q", partition)
 			}
-			return c.sess, nil
+			return openSess(ctx)
 		},
 	})
 	if err != nil {
@@ -146,7 +165,12 @@ func (c *cluster) openDB(t testing.TB) *db.DB {
 
 func (c *cluster) addNode(t testing.TB, name string, o Options) *node {
 	t.Helper()
-	d := c.openDB(t)
+	var d *db.DB
+	if c.open != nil {
+		d = c.open(t, name)
+	} else {
+		d = c.openDB(t)
+	}
 	if o.Now == nil {
 		o.Now = c.clock.Now
 	}

@@ -53,6 +53,12 @@ type Manager struct {
 	readyMu sync.Mutex
 	ready   atomic.Bool
 
+	// saveLocks serialize, per node, the end-of-request commits of one
+	// session (striped by key): parallel requests of one browser on one
+	// node then queue for a moment instead of voting against each other
+	// and merging in rounds. Across nodes the merge does the work.
+	saveLocks [64]sync.Mutex
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
@@ -464,6 +470,15 @@ func unlink(ctx context.Context, items *db.Folder, count *db.Counter, name strin
 	}
 	count.Add(-1)
 	return nil
+}
+
+// saveLock returns the stripe of saveLocks for session key k.
+func (m *Manager) saveLock(k string) *sync.Mutex {
+	var h uint32 = 2166136261
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint32(k[i])) * 16777619
+	}
+	return &m.saveLocks[h%uint32(len(m.saveLocks))]
 }
 
 // recordPath is the path of the record of the session whose id has key k.

@@ -59,9 +59,10 @@ type Event struct {
 // dead endpoint never slows a request).
 type notifier struct {
 	callback func(Event)
-	url      string
-	client   *http.Client
-	log      hclog.Logger
+	// urls maps each event type to the webhook that receives it.
+	urls   map[EventType]string
+	client *http.Client
+	log    hclog.Logger
 
 	// mu guards closed and sends on queue against close(queue).
 	mu     sync.RWMutex
@@ -80,8 +81,16 @@ type notifier struct {
 const notifyQueue = 1024
 
 func newNotifier(o *Options) *notifier {
-	n := &notifier{callback: o.OnEvent, url: o.NotifyURL, client: o.HTTPClient, log: o.Logger.Named("notify")}
-	if n.url != "" {
+	n := &notifier{callback: o.OnEvent, urls: map[EventType]string{}, client: o.HTTPClient, log: o.Logger.Named("notify")}
+	for typ, u := range map[EventType]string{EventAdd: o.NotifyAddURL, EventDelete: o.NotifyDeleteURL} {
+		if u == "" {
+			u = o.NotifyURL
+		}
+		if u != "" {
+			n.urls[typ] = u
+		}
+	}
+	if len(n.urls) > 0 {
 		n.queue = make(chan Event, notifyQueue)
 		n.done = make(chan struct{})
 		n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -95,7 +104,7 @@ func (n *notifier) emit(ev Event) {
 	if n.callback != nil {
 		n.safeCallback(ev)
 	}
-	if n.queue == nil {
+	if n.urls[ev.Type] == "" {
 		return
 	}
 	n.mu.RLock()
@@ -141,6 +150,7 @@ func (n *notifier) run() {
 // post sends one event, retrying a failed delivery a few times with a short
 // backoff. Any 2xx answer is a delivery.
 func (n *notifier) post(ev Event) {
+	url := n.urls[ev.Type]
 	body, err := json.Marshal(ev)
 	if err != nil {
 		n.dropped.Add(1)
@@ -150,7 +160,7 @@ func (n *notifier) post(ev Event) {
 	const attempts = 3
 	backoff := 100 * time.Millisecond
 	for i := 1; ; i++ {
-		err = n.postOnce(body)
+		err = n.postOnce(url, body)
 		if err == nil {
 			n.sent.Add(1)
 			return
@@ -167,11 +177,11 @@ func (n *notifier) post(ev Event) {
 		}
 	}
 	n.dropped.Add(1)
-	n.log.Warn("session webhook failed; event dropped", "url", n.url, "type", ev.Type, "key", ev.Key, "error", err)
+	n.log.Warn("session webhook failed; event dropped", "url", url, "type", ev.Type, "key", ev.Key, "error", err)
 }
 
-func (n *notifier) postOnce(body []byte) error {
-	req, err := http.NewRequestWithContext(n.ctx, http.MethodPost, n.url, bytes.NewReader(body))
+func (n *notifier) postOnce(url string, body []byte) error {
+	req, err := http.NewRequestWithContext(n.ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build webhook request: %w", err)
 	}
@@ -179,12 +189,12 @@ func (n *notifier) postOnce(body []byte) error {
 	req.Header.Set("User-Agent", "zhost-session-notify")
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post %s: %w", n.url, err)
+		return fmt.Errorf("post %s: %w", url, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("post %s: status %s", n.url, resp.Status)
+		return fmt.Errorf("post %s: status %s", url, resp.Status)
 	}
 	return nil
 }

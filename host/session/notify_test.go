@@ -136,3 +136,44 @@ func TestCloseAbandonsSlowWebhook(t *testing.T) {
 		t.Fatal("close waited for a hanging endpoint")
 	}
 }
+
+func TestSeparateAddAndDeleteWebhooks(t *testing.T) {
+	var adds, dels atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev Event
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		switch {
+		case r.URL.Path == "/added" && ev.Type == EventAdd:
+			adds.Add(1)
+		case r.URL.Path == "/deleted" && ev.Type == EventDelete:
+			dels.Add(1)
+		default:
+			http.Error(w, "wrong hook", 400)
+		}
+	}))
+	t.Cleanup(hook.Close)
+	o, err := Options{NotifyAddURL: hook.URL + "/added", NotifyDeleteURL: hook.URL + "/deleted"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNotifier(&o)
+	n.emit(Event{Type: EventAdd})
+	n.emit(Event{Type: EventDelete})
+	n.emit(Event{Type: EventAdd})
+	if err := n.close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if adds.Load() != 2 || dels.Load() != 1 || n.dropped.Load() != 0 {
+		t.Fatalf("adds %d dels %d dropped %d", adds.Load(), dels.Load(), n.dropped.Load())
+	}
+	// Only an add hook: deletes go nowhere and are not counted as drops.
+	o, _ = Options{NotifyAddURL: hook.URL + "/added"}.withDefaults()
+	n = newNotifier(&o)
+	n.emit(Event{Type: EventDelete})
+	if err := n.close(context.Background()); err != nil || n.dropped.Load() != 0 || n.sent.Load() != 0 {
+		t.Fatalf("delete without a hook: %v dropped %d sent %d", err, n.dropped.Load(), n.sent.Load())
+	}
+}

@@ -100,6 +100,10 @@ type Options struct {
 	// session added and deleted (see Event). Delivery is asynchronous
 	// and best effort.
 	NotifyURL string
+	// NotifyAddURL and NotifyDeleteURL, if set, receive the add
+	// (respectively delete) events instead of NotifyURL (the config's
+	// on_add and on_delete).
+	NotifyAddURL, NotifyDeleteURL string
 	// OnEvent, if set, is called for every session added and deleted,
 	// on the goroutine that commits the change, after the commit. It
 	// must not block for long.
@@ -178,10 +182,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Secure < SecureAuto || o.Secure > SecureNever {
 		errs = append(errs, fmt.Sprintf("secure mode %d: unknown", int(o.Secure)))
 	}
-	if o.NotifyURL != "" {
-		u, err := url.Parse(o.NotifyURL)
+	for _, n := range []string{o.NotifyURL, o.NotifyAddURL, o.NotifyDeleteURL} {
+		if n == "" {
+			continue
+		}
+		u, err := url.Parse(n)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Sprintf("notify URL %q: want an http or https URL", o.NotifyURL))
+			errs = append(errs, fmt.Sprintf("notify URL %q: want an http or https URL", n))
 		}
 	}
 	if len(errs) > 0 {

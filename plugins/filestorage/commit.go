@@ -240,11 +240,14 @@ func (t *txn) voteLocked() error {
 	}
 	buf := b.finish()
 	t.start, t.end, t.tid = s.end, s.end+int64(len(buf)), tid
-	f := s.currentFile()
-	if _, err := f.WriteAt(buf, t.start); err != nil {
-		_ = f.Truncate(t.start)
+	s.mu.RLock()
+	d := s.file
+	s.mu.RUnlock()
+	if _, err := d.f.WriteAt(buf, t.start); err != nil {
+		_ = d.f.Truncate(t.start)
 		return fmt.Errorf("filestorage: vote: write transaction at %d: %w", t.start, err)
 	}
+	d.grow(t.end)
 	if cap(b.buf) > 4<<20 {
 		b.buf = nil // do not pin a huge buffer
 	}

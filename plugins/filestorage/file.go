@@ -21,12 +21,26 @@ type dataFile struct {
 	f       *os.File
 	refs    atomic.Int64 // holders, plus one for being current
 	closeMu sync.Once
+	// limit bounds every read: no record extends past it, so a damaged
+	// length can never make a reader allocate more than the file holds.
+	limit atomic.Int64
 }
 
-func newDataFile(f *os.File) *dataFile {
+func newDataFile(f *os.File, size int64) *dataFile {
 	d := &dataFile{f: f}
 	d.refs.Store(1)
+	d.limit.Store(size)
 	return d
+}
+
+// grow raises the read limit after an append.
+func (d *dataFile) grow(end int64) {
+	for {
+		cur := d.limit.Load()
+		if end <= cur || d.limit.CompareAndSwap(cur, end) {
+			return
+		}
+	}
 }
 
 // acquire adds a holder. Callers hold Storage.mu (read or write), which
@@ -72,8 +86,8 @@ func (d *dataFile) readRecord(pos int64) (recHeader, []storage.Oid, []byte, erro
 	}
 	total := h.totalLen()
 	if total > int64(n) {
-		if total > recHeaderSize+8*int64(^uint32(0))+maxRecordData {
-			return recHeader{}, nil, nil, fmt.Errorf("record at %d: %w", pos, errCorrupt)
+		if total > d.limit.Load()-pos {
+			return recHeader{}, nil, nil, fmt.Errorf("record at %d: %d bytes run past the end of the file: %w", pos, total, errCorrupt)
 		}
 		big := make([]byte, total)
 		copy(big, buf[:n])

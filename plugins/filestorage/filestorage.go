@@ -168,7 +168,7 @@ func (s *Storage) openFile() error {
 		return err
 	}
 	s.fileID = id
-	s.file = newDataFile(f)
+	s.file = newDataFile(f, size)
 	if err := s.recover(size); err != nil {
 		s.file.release()
 		s.file = nil

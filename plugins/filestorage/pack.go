@@ -288,7 +288,7 @@ func (p *packer) run() error {
 	}
 	s.mu.Lock()
 	old := s.file
-	s.file = newDataFile(p.f)
+	s.file = newDataFile(p.f, p.pos)
 	s.fileID = p.fileID
 	s.index = index
 	s.visEnd = p.pos
@@ -303,12 +303,13 @@ func (p *packer) run() error {
 	p.sizeAfter, p.objects = p.pos, len(index)
 	p.done = p.total
 	p.report(true)
+	// Saved outside the locks; until it lands, the old index is rejected
+	// (its file id differs) and open scans. Registered while Pack's own
+	// registration still holds Close off.
+	if !s.startBackground() {
+		return nil
+	}
 	go func() {
-		// Saved outside the locks; until it lands, the old index is
-		// rejected (its file id differs) and open scans.
-		if !s.startBackground() {
-			return
-		}
 		defer s.bg.Done()
 		if err := s.writeIndex(); err != nil {
 			s.log.Error("saving the index after pack failed", "path", s.path, "error", err)

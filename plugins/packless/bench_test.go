@@ -2,6 +2,7 @@ package packless_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"io/fs"
@@ -20,11 +21,17 @@ func diskUse(tb testing.TB, dir string) int64 {
 	tb.Helper()
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed by a compaction while we walked
+		}
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() {
 			fi, err := d.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}

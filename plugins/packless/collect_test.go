@@ -60,9 +60,9 @@ func TestCollectFreesCycles(t *testing.T) {
 func TestReferenceCountsStayExact(t *testing.T) {
 	ctx := context.Background()
 	st := open(t, t.TempDir(), packless.Options{NoSync: true})
-	rounds := 400
+	rounds := 200
 	if testing.Short() {
-		rounds = 100
+		rounds = 60
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	// Objects reference only objects with larger oids, so the graph stays

@@ -205,9 +205,9 @@ func testMVCCDuringCommits(t *testing.T, f Factory) {
 	serial := h.commit(
 		storage.Record{Oid: x, Serial: tid, Data: []byte("0")},
 		storage.Record{Oid: y, Serial: tid, Data: []byte("0")})
-	commits := 300
+	commits := 150
 	if testing.Short() {
-		commits = 60
+		commits = 40
 	}
 	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
 	defer cancel()
@@ -778,7 +778,7 @@ func testLargeRecords(t *testing.T, f Factory) {
 
 func testManySmallTransactions(t *testing.T, f Factory) {
 	h := newHarness(t, f)
-	n := 2000
+	n := 1000
 	if testing.Short() {
 		n = 200
 	}

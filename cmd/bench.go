@@ -1,0 +1,532 @@
+package zhostcmd
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/host"
+	"github.com/zhostdb/zhost/host/client"
+	"github.com/zhostdb/zhost/host/storage"
+)
+
+// benchPhases are the phases of `zhost bench`, in the order they run.
+var benchPhases = []string{"add", "update", "cold", "warm", "hot", "commit", "miss"}
+
+// benchConfig is what a bench worker needs; the parent passes it on the
+// worker's command line.
+type benchConfig struct {
+	Server      string
+	Partition   string
+	Objects     int
+	Size        int
+	Commits     int
+	Misses      int
+	Concurrency int
+}
+
+// PhaseResult is one phase's figures in `zhost bench -json`.
+type PhaseResult struct {
+	// ObjectsPerSec is objects (or, for commit, transactions; for miss,
+	// loads) per second, over all processes.
+	ObjectsPerSec float64 `json:"objects_per_sec"`
+	// P50Ms and P99Ms are latencies in milliseconds (commit and miss).
+	P50Ms float64 `json:"p50_ms,omitempty"`
+	P99Ms float64 `json:"p99_ms,omitempty"`
+	// Count is how many objects (or transactions, or loads) were timed.
+	Count int `json:"count"`
+	// Seconds is the wall time of the phase (the slowest process).
+	Seconds float64 `json:"seconds"`
+}
+
+// workerResult is what a worker reports for one phase.
+type workerResult struct {
+	Phase     string    `json:"phase"`
+	Count     int       `json:"count"`
+	Seconds   float64   `json:"seconds"`
+	Latencies []float64 `json:"latencies_ms,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+func init() {
+	var (
+		serverAddr, configFile, partition, exe string
+		objects, size, concurrency            int
+		commits, misses                       int
+		asJSON, worker                        bool
+	)
+	RegisterCommand(&Command{
+		Name:  "bench",
+		Usage: "[-server ADDR | -config FILE] [-partition NAME] [-objects N] [-size BYTES] [-concurrency C] [-json]",
+		Short: "measure a storage server: add, update, cold, warm, hot, commit, miss",
+		Long: `bench runs a zodbshootout-style benchmark against a running server
+(-server) or against the server of a cluster.hcl that it starts itself
+(-config). -concurrency C runs C separate client processes, each with its
+own N objects; phases start together in every process.
+
+Phases, each in objects per second:
+  add     create N objects in one transaction
+  update  modify all N objects, one commit
+  cold    a new client with an empty cache loads all N (batched prefetch)
+  warm    objects in the client cache, read in a new transaction (snapshot reads)
+  hot     objects already read in this transaction read again
+  commit  one-object transactions (-commits of them): commits/s, p50, p99
+  miss    one uncached object at a time (-misses loads): p50, p99
+
+-json prints one object keyed by phase name.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&serverAddr, "server", "", "address of a running server (host:port)")
+			fs.StringVar(&configFile, "config", "", "cluster.hcl whose server to start and measure")
+			fs.StringVar(&partition, "partition", "main", "partition to use")
+			fs.IntVar(&objects, "objects", 1000, "objects per process")
+			fs.IntVar(&size, "size", 182, "bytes per object")
+			fs.IntVar(&concurrency, "concurrency", 1, "client processes")
+			fs.IntVar(&commits, "commits", 2000, "one-object transactions in the commit phase, per process")
+			fs.IntVar(&misses, "misses", 2000, "loads in the miss phase, per process")
+			fs.BoolVar(&asJSON, "json", false, "print JSON")
+			fs.BoolVar(&worker, "worker", false, "internal: run as a bench worker process")
+			fs.StringVar(&exe, "exe", "", "internal: zhost binary to run workers with (default: this one)")
+		},
+		Run: func(env *Env, fs *flag.FlagSet, args []string) int {
+			cfg := benchConfig{Server: serverAddr, Partition: partition, Objects: objects, Size: size,
+				Commits: commits, Misses: misses, Concurrency: concurrency}
+			if worker {
+				return benchWorker(env, cfg)
+			}
+			if (serverAddr == "") == (configFile == "") || len(args) != 0 {
+				fmt.Fprintln(env.Stderr, "zhost bench: give exactly one of -server ADDR or -config FILE")
+				return ExitUsage
+			}
+			if objects < 1 || objects > 65536 || size < 1 || concurrency < 1 || concurrency > 256 || commits < 1 || misses < 1 {
+				fmt.Fprintln(env.Stderr, "zhost bench: -objects must be 1..65536, -concurrency 1..256, -size, -commits and -misses positive")
+				return ExitUsage
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if configFile != "" {
+				addr, stopServer, code := benchStartServer(ctx, env, configFile)
+				if code != ExitOK {
+					return code
+				}
+				defer stopServer()
+				cfg.Server = addr
+			}
+			if exe == "" {
+				var err error
+				if exe, err = os.Executable(); err != nil {
+					fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
+					return ExitFailure
+				}
+			}
+			results, err := benchRun(ctx, env, exe, cfg)
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
+				return ExitFailure
+			}
+			benchPrint(env.Stdout, cfg, results, asJSON)
+			return ExitOK
+		},
+	})
+}
+
+// benchStartServer starts the server node of a cluster.hcl in this
+// process and returns its address.
+func benchStartServer(ctx context.Context, env *Env, file string) (string, func(), int) {
+	if _, err := os.Stat(file); err != nil {
+		fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
+		return "", nil, ExitUsage
+	}
+	cfg, diags := host.LoadConfig(ctx, file, nil)
+	if diags.HasErrors() {
+		writeDiagnostics(env.Stderr, file, diags)
+		return "", nil, ExitFailure
+	}
+	if cfg.Server == nil {
+		fmt.Fprintf(env.Stderr, "zhost bench: %s has no server block\n", file)
+		return "", nil, ExitUsage
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
+		return "", nil, ExitFailure
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "bench-server", Level: hclog.Warn, Output: env.Stderr})
+	sctx, cancel := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- host.RunNode(sctx, cfg, cfg.Server.Name, host.NodeOptions{
+			Logger: logger, Exe: exe,
+			Ready: func(a net.Addr) { ready <- a.String() },
+		})
+	}()
+	stop := func() {
+		cancel()
+		<-done
+	}
+	select {
+	case addr := <-ready:
+		return addr, stop, ExitOK
+	case err := <-done:
+		cancel()
+		fmt.Fprintf(env.Stderr, "zhost bench: start server from %s: %v\n", file, err)
+		return "", nil, ExitFailure
+	case <-time.After(60 * time.Second):
+		stop()
+		fmt.Fprintf(env.Stderr, "zhost bench: server from %s not ready after 60s\n", file)
+		return "", nil, ExitFailure
+	}
+}
+
+// benchProc is one worker process as the parent sees it.
+type benchProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[string]PhaseResult, error) {
+	procs := make([]*benchProc, 0, cfg.Concurrency)
+	defer func() {
+		for _, p := range procs {
+			p.stdin.Close()
+			done := make(chan struct{})
+			go func() { p.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				p.cmd.Process.Kill()
+				<-done
+			}
+		}
+	}()
+	for range cfg.Concurrency {
+		cmd := exec.CommandContext(ctx, exe, "bench", "-worker", "-server", cfg.Server, "-partition", cfg.Partition,
+			"-objects", fmt.Sprint(cfg.Objects), "-size", fmt.Sprint(cfg.Size),
+			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses))
+		cmd.Stderr = env.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start worker %s: %w", exe, err)
+		}
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		procs = append(procs, &benchProc{cmd: cmd, stdin: stdin, lines: sc})
+	}
+	out := make(map[string]PhaseResult, len(benchPhases))
+	for _, phase := range benchPhases {
+		// Barrier: every worker says it is ready, then all go at once.
+		for i, p := range procs {
+			line, err := benchReadLine(p)
+			if err != nil {
+				return nil, fmt.Errorf("worker %d before %s: %w", i, phase, err)
+			}
+			if line != "ready "+phase {
+				return nil, fmt.Errorf("worker %d: expected ready %s, got %q", i, phase, line)
+			}
+		}
+		for _, p := range procs {
+			if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+				return nil, fmt.Errorf("start %s: %w", phase, err)
+			}
+		}
+		var total int
+		var longest float64
+		var lat []float64
+		for i, p := range procs {
+			line, err := benchReadLine(p)
+			if err != nil {
+				return nil, fmt.Errorf("worker %d in %s: %w", i, phase, err)
+			}
+			var r workerResult
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				return nil, fmt.Errorf("worker %d in %s: bad result %q: %w", i, phase, line, err)
+			}
+			if r.Error != "" {
+				return nil, fmt.Errorf("worker %d in %s: %s", i, phase, r.Error)
+			}
+			total += r.Count
+			longest = max(longest, r.Seconds)
+			lat = append(lat, r.Latencies...)
+		}
+		res := PhaseResult{Count: total, Seconds: longest}
+		if longest > 0 {
+			res.ObjectsPerSec = float64(total) / longest
+		}
+		if len(lat) > 0 {
+			slices.Sort(lat)
+			res.P50Ms = lat[len(lat)/2]
+			res.P99Ms = lat[min(len(lat)-1, int(math.Ceil(float64(len(lat))*0.99))-1)]
+		}
+		out[phase] = res
+	}
+	return out, nil
+}
+
+func benchReadLine(p *benchProc) (string, error) {
+	if !p.lines.Scan() {
+		if err := p.lines.Err(); err != nil {
+			return "", err
+		}
+		return "", errors.New("worker exited (see its error above)")
+	}
+	return strings.TrimSpace(p.lines.Text()), nil
+}
+
+func benchPrint(w io.Writer, cfg benchConfig, res map[string]PhaseResult, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+		return
+	}
+	fmt.Fprintf(w, "zhost bench: server %s, partition %q, %d objects of %d bytes, %d process(es)\n",
+		cfg.Server, cfg.Partition, cfg.Objects, cfg.Size, cfg.Concurrency)
+	for _, ph := range benchPhases {
+		r := res[ph]
+		unit := "objects/s"
+		switch ph {
+		case "commit":
+			unit = "commits/s"
+		case "miss":
+			unit = "loads/s"
+		}
+		fmt.Fprintf(w, "  %-7s %12.0f %-10s", ph, r.ObjectsPerSec, unit)
+		if r.P50Ms > 0 {
+			fmt.Fprintf(w, "  p50 %.3f ms  p99 %.3f ms", r.P50Ms, r.P99Ms)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// benchWorker runs the phases in this process, synchronized with the
+// parent over stdin/stdout.
+func benchWorker(env *Env, cfg benchConfig) int {
+	in := bufio.NewScanner(env.Stdin)
+	var outMu sync.Mutex
+	emit := func(v any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	}
+	ctx := context.Background()
+	w := &benchState{cfg: cfg}
+	defer w.close()
+	for _, phase := range benchPhases {
+		if err := w.prepare(ctx, phase); err != nil {
+			fmt.Fprintf(env.Stderr, "zhost bench worker: prepare %s: %v\n", phase, err)
+			return ExitFailure
+		}
+		fmt.Fprintf(env.Stdout, "ready %s\n", phase)
+		if !in.Scan() || strings.TrimSpace(in.Text()) != "go" {
+			return ExitFailure
+		}
+		r := w.run(ctx, phase)
+		emit(r)
+		if r.Error != "" {
+			return ExitFailure
+		}
+	}
+	return ExitOK
+}
+
+// benchState is one worker's objects and clients.
+type benchState struct {
+	cfg     benchConfig
+	c       *client.Client // the long-lived client (add, update, commit)
+	cold    *client.Client // the client of cold, warm and hot
+	miss    *client.Client // a client without cache
+	oids    []storage.Oid
+	serials map[storage.Oid]storage.Tid
+	data    []byte
+}
+
+func (w *benchState) open(ctx context.Context, cacheSize int64) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return client.Open(ctx, client.Options{Addr: w.cfg.Server, Partition: w.cfg.Partition, Name: "bench", CacheSize: cacheSize})
+}
+
+func (w *benchState) close() {
+	for _, c := range []*client.Client{w.c, w.cold, w.miss} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// prepare does the untimed set-up of a phase.
+func (w *benchState) prepare(ctx context.Context, phase string) error {
+	var err error
+	switch phase {
+	case "add":
+		if w.c, err = w.open(ctx, 0); err != nil {
+			return err
+		}
+		w.data = make([]byte, w.cfg.Size)
+		rand.Read(w.data)
+		w.serials = make(map[storage.Oid]storage.Tid, w.cfg.Objects)
+		if w.oids, err = w.c.NewOids(ctx, w.cfg.Objects); err != nil {
+			return err
+		}
+		return w.anchor(ctx)
+	case "cold":
+		w.cold, err = w.open(ctx, 0)
+	case "miss":
+		w.miss, err = w.open(ctx, -1)
+	}
+	return err
+}
+
+// anchor makes the worker's objects reachable from the root before they
+// exist, so a backend that collects garbage continuously (packless) keeps
+// them: a new container object references them and the root references
+// the container. The root's data is left as it is (created only if
+// missing); workers racing on the root retry on conflict.
+func (w *benchState) anchor(ctx context.Context) error {
+	cont, err := w.c.NewOids(ctx, 1)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		root, err := w.c.Load(ctx, storage.RootOid)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			root = storage.Record{Oid: storage.RootOid, Data: []byte("zhost bench root")}
+		case err != nil:
+			return err
+		}
+		root.Refs = append(root.Refs, cont[0])
+		txn, err := w.c.Begin(ctx, storage.TxMeta{User: "bench", Description: "zhost bench: anchor objects"})
+		if err != nil {
+			return err
+		}
+		txn.Store(ctx, root)
+		txn.Store(ctx, storage.Record{Oid: cont[0], Data: []byte("zhost bench objects"), Refs: w.oids})
+		err = txn.Vote(ctx)
+		if err == nil {
+			_, err = txn.Finish(ctx)
+			return err
+		}
+		txn.Abort(ctx)
+		if !errors.Is(err, storage.ErrConflict) || attempt >= 100 {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+	}
+}
+
+func (w *benchState) commit(ctx context.Context, oids []storage.Oid) (storage.Tid, error) {
+	txn, err := w.c.Begin(ctx, storage.TxMeta{User: "bench", Description: "zhost bench"})
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range oids {
+		if err := txn.Store(ctx, storage.Record{Oid: o, Serial: w.serials[o], Data: w.data}); err != nil {
+			txn.Abort(ctx)
+			return 0, err
+		}
+	}
+	if err := txn.Vote(ctx); err != nil {
+		txn.Abort(ctx)
+		return 0, err
+	}
+	tid, err := txn.Finish(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range oids {
+		w.serials[o] = tid
+	}
+	return tid, nil
+}
+
+func (w *benchState) run(ctx context.Context, phase string) (r workerResult) {
+	r.Phase = phase
+	start := time.Now()
+	var err error
+	switch phase {
+	case "add":
+		_, err = w.commit(ctx, w.oids)
+		r.Count = len(w.oids)
+	case "update":
+		_, err = w.commit(ctx, w.oids)
+		r.Count = len(w.oids)
+	case "cold":
+		if err = w.cold.Prefetch(ctx, w.oids); err == nil {
+			for _, o := range w.oids {
+				if _, err = w.cold.Load(ctx, o); err != nil {
+					break
+				}
+			}
+		}
+		r.Count = len(w.oids)
+	case "warm":
+		var snap storage.Tid
+		if snap, err = w.cold.LastTid(ctx); err == nil {
+			for _, o := range w.oids {
+				if _, _, err = w.cold.LoadBefore(ctx, o, snap+1); err != nil {
+					break
+				}
+			}
+		}
+		r.Count = len(w.oids)
+	case "hot":
+		const rounds = 10
+		snap, _ := w.cold.LastTid(ctx)
+		for i := 0; i < rounds && err == nil; i++ {
+			for _, o := range w.oids {
+				if _, _, err = w.cold.LoadBefore(ctx, o, snap+1); err != nil {
+					break
+				}
+			}
+		}
+		r.Count = rounds * len(w.oids)
+	case "commit":
+		r.Latencies = make([]float64, 0, w.cfg.Commits)
+		for i := 0; i < w.cfg.Commits && err == nil; i++ {
+			t0 := time.Now()
+			_, err = w.commit(ctx, w.oids[i%len(w.oids):i%len(w.oids)+1])
+			r.Latencies = append(r.Latencies, float64(time.Since(t0).Nanoseconds())/1e6)
+		}
+		r.Count = w.cfg.Commits
+	case "miss":
+		r.Latencies = make([]float64, 0, w.cfg.Misses)
+		for i := 0; i < w.cfg.Misses && err == nil; i++ {
+			t0 := time.Now()
+			_, err = w.miss.Load(ctx, w.oids[i%len(w.oids)])
+			r.Latencies = append(r.Latencies, float64(time.Since(t0).Nanoseconds())/1e6)
+		}
+		r.Count = w.cfg.Misses
+	}
+	r.Seconds = time.Since(start).Seconds()
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
