@@ -21,7 +21,31 @@ func (b *builder) check() {
 	b.checkSessions()
 	b.checkClients()
 	b.checkPorts()
+	b.checkPidFiles()
 	b.checkMachines()
+}
+
+// checkPidFiles: two nodes on one host cannot share a pid file; the second
+// to start would take over the first one's.
+func (b *builder) checkPidFiles() {
+	seen := map[string]*Node{}
+	for _, n := range b.cfg.Nodes() {
+		if n.PidFile == "" {
+			continue
+		}
+		key := b.hostKey(n) + "\x00" + n.PidFile
+		if o, dup := seen[key]; dup {
+			_, a := n.AttrRanges["pid_file"]
+			_, c := o.AttrRanges["pid_file"]
+			if !a && !c {
+				continue // default pid files clash only when names do, reported already
+			}
+			b.d.errorf(n.RangeOf("pid_file"), "Pid file already in use",
+				"%s %q and %s %q (declared at %s) both write %s on the same host.", n.Kind, n.Name, o.Kind, o.Name, o.DeclRange, n.PidFile)
+			continue
+		}
+		seen[key] = n
+	}
 }
 
 func (b *builder) checkStorages() {

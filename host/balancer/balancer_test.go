@@ -820,3 +820,43 @@ func ExampleNew() {
 	fmt.Println(bl.Status().Policy, len(bl.Status().Backends))
 	// Output: least_conn 1
 }
+
+func TestStreamingResponsesAreFlushed(t *testing.T) {
+	release := make(chan struct{})
+	a := newTestBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "data: second\n\n")
+	})
+	_, url := startBalancer(t, Options{Backends: []Backend{a.backend()}, HealthCheck: HealthCheck{Interval: time.Hour}})
+	resp, err := newClient(t).Get(url + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, len("data: first\n\n"))
+	got := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(resp.Body, buf)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil || string(buf) != "data: first\n\n" {
+			t.Fatalf("first event %q: %v", buf, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event was not flushed through the balancer")
+	}
+	close(release)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "data: second\n\n" {
+		t.Fatalf("rest %q: %v", rest, err)
+	}
+}

@@ -415,6 +415,22 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes all present (last checked %s)", len(acked), lastAck)
 
+	// An operator packs the main partition while the cluster runs; the
+	// session partition is packless and says it needs no packing.
+	out, err := exec.Command(testbin.Zhost(t), "pack", "-config", filepath.Join(c.dir, "cluster.hcl")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `packed partition "main"`) {
+		t.Fatalf("zhost pack: %v\n%s", err, out)
+	}
+	out, err = exec.Command(testbin.Zhost(t), "pack", "-config", filepath.Join(c.dir, "cluster.hcl"), "-partition", "sessiondata").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "needs no packing") {
+		t.Fatalf("zhost pack of the packless partition: %v\n%s", err, out)
+	}
+	for name := range acked {
+		if st, _, _, err := do(t, httpc, "GET", c.front+"/e2e/"+name, nil, nil); err != nil || st != 200 {
+			t.Fatalf("GET %s after pack: %d %v", name, st, err)
+		}
+	}
+
 	// SIGTERM: everything stops, exit 0, nothing left running.
 	pids := []int{c.pid("server"), c.pid("app1"), c.pid("app2"), c.pid("front")}
 	for _, p := range pids[:3] {

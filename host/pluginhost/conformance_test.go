@@ -46,6 +46,7 @@ var builtinCases = []struct {
 // re-executed as `zhost plugin serve builtin`) and in process, as a
 // storage block with in_process = true opens them.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	m, _ := newManager(t, Options{})
 	for _, tc := range builtinCases {
 		for _, inProcess := range []bool{false, true} {
@@ -54,6 +55,7 @@ func TestConformance(t *testing.T) {
 				name = tc.typ + "/in_process"
 			}
 			t.Run(name, func(t *testing.T) {
+				t.Parallel()
 				if inProcess && testing.Short() {
 					t.Skip("the backend's own package runs the suite in process")
 				}
@@ -73,6 +75,7 @@ func TestConformance(t *testing.T) {
 // TestConformanceCustomStorage runs the suite against the example external
 // backend, a binary built only against plugins/sdk.
 func TestConformanceCustomStorage(t *testing.T) {
+	t.Parallel()
 	bin := testbin.Build(t, "ZHOST_CUSTOM_STORAGE", "./examples/custom-storage", "zhost-plugin-custom-storage")
 	m, _ := newManager(t, Options{})
 	if err := m.Add(Spec{Name: "custom-storage", Path: bin, Where: "cluster.hcl:3"}); err != nil {
@@ -82,7 +85,7 @@ func TestConformanceCustomStorage(t *testing.T) {
 		Open: func(tb testing.TB, dir string) (storage.Storage, error) {
 			// cluster.hcl names the type after the plugin block.
 			return m.OpenStorage(testCtx(tb), StorageSpec{Plugin: "custom-storage", Type: "custom-storage", Name: "notes",
-				Config: hcl.Values{"path": filepath.Join(dir, "notes.jsonl"), "sync": true}})
+				Config: hcl.Values{"path": filepath.Join(dir, "notes.jsonl"), "sync": false}})
 		},
 		Persistent: true,
 		Crash: func(dir string, mode storagetest.CrashMode) error {

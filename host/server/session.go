@@ -40,6 +40,7 @@ type session struct {
 	obuf       []byte
 	spare      []byte
 	oclosed    bool
+	writing    bool // a goroutine is writing obuf out
 	flushClose bool
 	signal     chan struct{}
 	writerDone chan struct{}
@@ -95,9 +96,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 	return s
 }
 
-// send queues a frame. Frames reach the client in the order send is
-// called. It never blocks on the network.
-func (s *session) send(id uint32, m wire.Message) {
+func (s *session) enqueue(id uint32, m wire.Message, inline bool) {
 	s.omu.Lock()
 	if s.oclosed {
 		s.omu.Unlock()
@@ -113,16 +112,67 @@ func (s *session) send(id uint32, m wire.Message) {
 	if over {
 		s.oclosed = true
 	}
-	s.omu.Unlock()
 	if over {
+		s.omu.Unlock()
 		s.logger.Warn("client does not read its replies: disconnecting", "queued_bytes", s.srv.opts.MaxQueuedBytes)
 		s.conn.Close()
 		return
 	}
-	select {
-	case s.signal <- struct{}{}:
-	default:
+	if !inline || s.writing {
+		s.omu.Unlock()
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+		return
 	}
+	// Write from this goroutine: it saves waking the writer goroutine,
+	// which is most of a round trip's cost on an idle server. Whatever
+	// others queue meanwhile goes out in the same loop.
+	s.writing = true
+	for len(s.obuf) > 0 && !s.oclosed {
+		buf := s.obuf
+		s.obuf = s.spare[:0]
+		s.spare = nil
+		s.omu.Unlock()
+		err := s.write(buf)
+		s.omu.Lock()
+		if cap(buf) <= 1<<20 {
+			s.spare = buf[:0]
+		}
+		if err != nil {
+			s.oclosed = true
+		}
+	}
+	s.writing = false
+	closing := s.flushClose
+	s.omu.Unlock()
+	if closing {
+		select {
+		case s.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// send queues a frame for the writer goroutine. Frames reach the client
+// in the order send and reply are called. It never blocks on the
+// network, so it may be called with a partition's lock held.
+func (s *session) send(id uint32, m wire.Message) { s.enqueue(id, m, false) }
+
+// reply sends a frame, writing it from the calling goroutine when no
+// write is in progress. It may block on the network for up to
+// WriteTimeout, so it must not be called with a lock held.
+func (s *session) reply(id uint32, m wire.Message) { s.enqueue(id, m, true) }
+
+func (s *session) write(buf []byte) error {
+	s.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
+	if _, err := s.conn.Write(buf); err != nil {
+		s.logger.Debug("write failed", "error", err)
+		s.conn.Close()
+		return err
+	}
+	return nil
 }
 
 // fatal sends a last error frame and closes the connection once it is
@@ -148,28 +198,39 @@ func (s *session) writer() {
 			return
 		}
 		s.omu.Lock()
+		if s.writing {
+			// An inline writer is at work; it drains the queue.
+			s.omu.Unlock()
+			continue
+		}
 		buf := s.obuf
 		s.obuf = s.spare[:0]
+		s.spare = nil
 		closeNow := s.flushClose
 		if closeNow {
 			s.oclosed = true
 		}
+		s.writing = len(buf) > 0
 		s.omu.Unlock()
 		if len(buf) > 0 {
-			s.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
-			if _, err := s.conn.Write(buf); err != nil {
-				s.logger.Debug("write failed", "error", err)
-				s.conn.Close()
+			err := s.write(buf)
+			s.omu.Lock()
+			s.writing = false
+			if cap(buf) <= 1<<20 {
+				s.spare = buf[:0]
+			}
+			more := len(s.obuf) > 0
+			s.omu.Unlock()
+			if err != nil {
 				return
 			}
+			if more {
+				select {
+				case s.signal <- struct{}{}:
+				default:
+				}
+			}
 		}
-		s.omu.Lock()
-		if cap(buf) <= 1<<20 {
-			s.spare = buf[:0]
-		} else {
-			s.spare = nil
-		}
-		s.omu.Unlock()
 		if closeNow {
 			// Half-close so the error frame reaches the client before
 			// the reader sees the connection go away.
@@ -344,7 +405,7 @@ func (s *session) handleHello(f wire.Frame) bool {
 		s.logger = s.logger.With("client", h.Name)
 	}
 	s.logger.Debug("client connected")
-	s.send(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: uint32(s.srv.opts.MaxMessageSize), Server: s.srv.opts.Name})
+	s.reply(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: uint32(s.srv.opts.MaxMessageSize), Server: s.srv.opts.Name})
 	return true
 }
 
@@ -359,7 +420,7 @@ func (s *session) partitionFor(handle uint32) (*partition, error) {
 }
 
 func (s *session) fail(id uint32, err error) {
-	s.send(id, wire.ErrorFrom(err))
+	s.reply(id, wire.ErrorFrom(err))
 }
 
 // fast answers cache hits and pings inline in the reader goroutine; it
@@ -367,7 +428,7 @@ func (s *session) fail(id uint32, err error) {
 func (s *session) fast(f wire.Frame) bool {
 	switch f.Kind {
 	case wire.KindPing:
-		s.send(f.ID, &wire.OK{})
+		s.reply(f.ID, &wire.OK{})
 		return true
 	case wire.KindLoad:
 		var m wire.Load
@@ -381,7 +442,7 @@ func (s *session) fast(f wire.Frame) bool {
 			return false
 		}
 		if r, ok := p.cache.get(m.Oid); ok {
-			s.send(f.ID, &wire.RecordReply{Record: r})
+			s.reply(f.ID, &wire.RecordReply{Record: r})
 			return true
 		}
 	case wire.KindLoadBefore:
@@ -396,7 +457,7 @@ func (s *session) fast(f wire.Frame) bool {
 			return false
 		}
 		if r, ok := p.cache.get(m.Oid); ok && r.Serial < m.Tid {
-			s.send(f.ID, &wire.RecordReply{Record: r})
+			s.reply(f.ID, &wire.RecordReply{Record: r})
 			return true
 		}
 	}
@@ -429,7 +490,7 @@ func (s *session) handle(f wire.Frame) {
 		if p != nil {
 			p.unsubscribe(s, m.Handle)
 		}
-		s.send(f.ID, &wire.OK{})
+		s.reply(f.ID, &wire.OK{})
 	case *wire.Load:
 		p, err := s.partitionFor(m.Handle)
 		if err != nil {
@@ -441,7 +502,7 @@ func (s *session) handle(f wire.Frame) {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.RecordReply{Record: r})
+		s.reply(f.ID, &wire.RecordReply{Record: r})
 	case *wire.LoadBefore:
 		p, err := s.partitionFor(m.Handle)
 		if err != nil {
@@ -453,7 +514,7 @@ func (s *session) handle(f wire.Frame) {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.RecordReply{Record: r, End: end})
+		s.reply(f.ID, &wire.RecordReply{Record: r, End: end})
 	case *wire.LoadMany:
 		s.loadMany(ctx, f.ID, m)
 	case *wire.NewOids:
@@ -471,14 +532,14 @@ func (s *session) handle(f wire.Frame) {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.Oids{Oids: oids})
+		s.reply(f.ID, &wire.Oids{Oids: oids})
 	case *wire.LastTid:
 		p, err := s.partitionFor(m.Handle)
 		if err != nil {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.TidReply{Tid: storage.Tid(p.lastTid.Load())})
+		s.reply(f.ID, &wire.TidReply{Tid: storage.Tid(p.lastTid.Load())})
 	case *wire.Vote:
 		s.vote(f.ID, m)
 	case *wire.Finish:
@@ -491,7 +552,7 @@ func (s *session) handle(f wire.Frame) {
 		if ot != nil {
 			s.abortTxn(ot, "")
 		}
-		s.send(f.ID, &wire.OK{})
+		s.reply(f.ID, &wire.OK{})
 	case *wire.History:
 		p, err := s.partitionFor(m.Handle)
 		if err != nil {
@@ -503,7 +564,7 @@ func (s *session) handle(f wire.Frame) {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.Revisions{Revisions: revs})
+		s.reply(f.ID, &wire.Revisions{Revisions: revs})
 	case *wire.Iterate:
 		s.iterate(ctx, f.ID, m)
 	case *wire.UndoLog:
@@ -517,7 +578,7 @@ func (s *session) handle(f wire.Frame) {
 			s.fail(f.ID, err)
 			return
 		}
-		s.send(f.ID, &wire.TxInfos{Txns: txns})
+		s.reply(f.ID, &wire.TxInfos{Txns: txns})
 	case *wire.Undo:
 		s.undo(f.ID, m)
 	case *wire.Pack:
@@ -535,9 +596,9 @@ func (s *session) handle(f wire.Frame) {
 			return
 		}
 		p.resetAll("pack")
-		s.send(f.ID, &wire.OK{})
+		s.reply(f.ID, &wire.OK{})
 	case *wire.Ping:
-		s.send(f.ID, &wire.OK{})
+		s.reply(f.ID, &wire.OK{})
 	default:
 		s.fail(f.ID, fmt.Errorf("%s is not a request: %w", f.Kind, wire.ErrProtocol))
 	}
@@ -591,7 +652,7 @@ func (s *session) loadMany(ctx context.Context, id uint32, m *wire.LoadMany) {
 		}
 		items[i] = wire.Item{Record: r, End: end}
 	}
-	s.send(id, &wire.Records{Items: items})
+	s.reply(id, &wire.Records{Items: items})
 }
 
 func (s *session) iterate(ctx context.Context, id uint32, m *wire.Iterate) {
@@ -627,7 +688,7 @@ func (s *session) iterate(ctx context.Context, id uint32, m *wire.Iterate) {
 		size += n
 		page.Txns = append(page.Txns, tx)
 	}
-	s.send(id, page)
+	s.reply(id, page)
 }
 
 func (s *session) lockWait(millis uint32) time.Duration {
@@ -702,7 +763,7 @@ func (s *session) vote(id uint32, m *wire.Vote) {
 	ot.votedAt = time.Now()
 	ot.timer = time.AfterFunc(s.srv.opts.TransactionTimeout, func() { s.expire(key, ot) })
 	ot.mu.Unlock()
-	s.send(id, &wire.OK{})
+	s.reply(id, &wire.OK{})
 }
 
 // voteBackend runs Begin, Store* and Vote on the backend; on error the

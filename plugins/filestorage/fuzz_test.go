@@ -2,6 +2,7 @@ package filestorage_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,13 +87,21 @@ func FuzzOpen(f *testing.F) {
 		}
 		_, _ = st.UndoLog(ctx, 0)
 		root, err := st.Load(ctx, storage.RootOid)
-		if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
 			root.Serial = storage.ZeroTid
+		case err != nil:
+			// Damage inside the part a trusted index covers is found
+			// when read; it must be an error, which it was.
+			return
 		}
-		// Damage before the tail may make the root unreadable; a commit
-		// naming the serial the storage reports must still go through.
-		if _, err := storagetest.Commit(ctx, st, storage.TxMeta{}, storage.Record{Oid: storage.RootOid, Serial: root.Serial, Data: []byte("after")}); err != nil && err.Error() == "" {
-			t.Fatal("empty error")
+		// Whatever opened is a consistent prefix that takes commits.
+		tid, err := storagetest.Commit(ctx, st, storage.TxMeta{}, storage.Record{Oid: storage.RootOid, Serial: root.Serial, Data: []byte("after")})
+		if err != nil {
+			t.Fatalf("commit after recovery: %v", err)
+		}
+		if got, err := st.Load(ctx, storage.RootOid); err != nil || string(got.Data) != "after" || got.Serial != tid {
+			t.Fatalf("root after the commit: %q, %v", got.Data, err)
 		}
 		_ = st.Pack(ctx, storage.TidAt(root.Serial.Time()), nil)
 	})
