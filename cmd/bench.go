@@ -68,9 +68,9 @@ type workerResult struct {
 func init() {
 	var (
 		serverAddr, configFile, partition, exe string
-		objects, size, concurrency            int
-		commits, misses                       int
-		asJSON, worker                        bool
+		objects, size, concurrency             int
+		commits, misses                        int
+		asJSON, worker                         bool
 	)
 	RegisterCommand(&Command{
 		Name:  "bench",

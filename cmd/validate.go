@@ -1,18 +1,22 @@
 package zhostcmd
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 
+	"github.com/hashicorp/go-hclog"
 	hcl2 "github.com/hashicorp/hcl/v2"
 
 	"github.com/zhostdb/zhost/hcl"
+	"github.com/zhostdb/zhost/host"
+	"github.com/zhostdb/zhost/host/pluginhost"
 )
 
 func init() {
-	var jsonOut *bool
+	var jsonOut, offline *bool
 	RegisterCommand(&Command{
 		Name:  "validate",
 		Usage: "[-json] FILE",
@@ -20,7 +24,11 @@ func init() {
 		Long: `Validate parses FILE (native HCL syntax, or JSON syntax when the name ends
 in .json), decodes every block with its schema and runs the cross-block
 checks, then reports every problem at once with its file, line and column.
-Nothing is started or opened.
+Nothing is opened. The built-in storage types and mount functions check
+their settings against the schemas they declare; each external plugin
+block's plugin is started just long enough to ask for its schemas, so its
+settings are checked too (-offline skips that: their settings are then
+taken as written).
 
 Exit status: 0 when the file is valid (warnings allowed), 1 when it is not,
 2 for a usage error or a file that cannot be read.
@@ -35,14 +43,15 @@ With -json the report is one JSON object on standard output:
                                 "highlight_end_offset"} | null}]}`,
 		Flags: func(fs *flag.FlagSet) {
 			jsonOut = fs.Bool("json", false, "print the report as JSON on standard output")
+			offline = fs.Bool("offline", false, "do not start external plugins to learn their schemas")
 		},
 		Run: func(env *Env, fs *flag.FlagSet, args []string) int {
-			return runValidate(env, fs, args, *jsonOut)
+			return runValidate(env, fs, args, *jsonOut, *offline)
 		},
 	})
 }
 
-func runValidate(env *Env, fs *flag.FlagSet, args []string, jsonOut bool) int {
+func runValidate(env *Env, fs *flag.FlagSet, args []string, jsonOut, offline bool) int {
 	if len(args) != 1 {
 		fmt.Fprintf(env.Stderr, "zhost validate: want exactly one FILE, have %d arguments\n\n", len(args))
 		fs.Usage()
@@ -63,7 +72,24 @@ func runValidate(env *Env, fs *flag.FlagSet, args []string, jsonOut bool) int {
 		}
 		return ExitUsage
 	}
-	p := hcl.NewParser(ValidateOptions())
+	var mgr *pluginhost.Manager
+	if !offline {
+		// The manager starts an external plugin only when a plugin block
+		// asks for its schemas, and stops it on Close.
+		mgr, err = pluginhost.NewManager(pluginhost.Options{
+			Logger: hclog.New(&hclog.LoggerOptions{Name: "zhost", Level: hclog.Warn, Output: env.Stderr}),
+		})
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "zhost validate: start plugin manager: %v\n", err)
+			return ExitFailure
+		}
+		defer func() {
+			if err := mgr.Close(); err != nil {
+				fmt.Fprintf(env.Stderr, "zhost validate: stop plugins: %v\n", err)
+			}
+		}()
+	}
+	p := hcl.NewParser(host.ParseOptions(context.Background(), mgr))
 	_, diags := p.Parse(src, path)
 	if jsonOut {
 		writeJSONReport(env, hcl.NewReport(diags, p.Files()))
@@ -101,39 +127,4 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
-}
-
-// ValidateOptions are the parser options `zhost validate` (and, until the
-// plugins declare their own, every verb that reads cluster.hcl) uses.
-//
-// TEMPORARY: the schemas below stand in for the ones the built-in backends
-// and mount functions will declare themselves (plugins/...); replace this
-// registry with theirs when they land. External plugins are not asked for
-// their schemas yet (PluginSchemas is nil), so their settings are decoded
-// as written.
-func ValidateOptions() hcl.Options {
-	return hcl.Options{
-		StorageTypes: map[string]hcl.Schema{
-			"filestorage": {Attributes: []hcl.Attribute{
-				{Name: "path", Type: hcl.TypePath, Required: true, Description: "The Data.fs file."},
-				{Name: "sync", Type: hcl.TypeString, Default: "always", Enum: []string{"always", "group", "none"},
-					Description: "When commits reach the disk: fsync per commit, grouped commits, or left to the OS."},
-				{Name: "keep_old", Type: hcl.TypeBool, Default: false, Description: "Keep the previous file as Data.fs.old when packing."},
-				{Name: "read_only", Type: hcl.TypeBool, Default: false, Description: "Open read-only."},
-			}},
-			"packless": {Attributes: []hcl.Attribute{
-				{Name: "path", Type: hcl.TypePath, Required: true, Description: "The LevelDB directory."},
-				{Name: "sync", Type: hcl.TypeBool, Default: true, Description: "fsync every commit."},
-				{Name: "cache_size", Type: hcl.TypeSize, Default: "8MiB", Min: "0", Max: "64GiB", Description: "LevelDB block cache."},
-				{Name: "bloom_bits", Type: hcl.TypeNumber, Default: float64(10), Min: "0", Max: "64", Description: "Bloom filter bits per key; 0 disables the filter."},
-				{Name: "write_buffer", Type: hcl.TypeSize, Default: "4MiB", Min: "64KiB", Max: "1GiB", Description: "LevelDB memtable size."},
-			}},
-		},
-		MountFunctions: map[string]hcl.Schema{
-			"mount_partition": {Attributes: []hcl.Attribute{
-				{Name: "partition", Type: hcl.TypeString, Required: true, Description: "The partition to mount."},
-				{Name: "folder", Type: hcl.TypeString, Default: "", Description: "The folder inside the partition to mount; empty for its root."},
-			}},
-		},
-	}
 }

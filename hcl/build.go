@@ -527,6 +527,10 @@ func (b *builder) node(blk *blockData, kind NodeKind) Node {
 	n.LogFile, _ = blk.attrs["log_file"].str()
 	if s, ok := blk.attrs["advertise"].str(); ok {
 		n.Advertise = s
+		if host, port, err := splitHostPort(s); err == nil && (isWildcard(host) || port == 0) {
+			b.d.errorf(blk.attrs["advertise"].rng, "Invalid advertise address",
+				"%q cannot be dialed: the advertised address needs a host and a port that other nodes can reach.", s)
+		}
 	} else if n.Listen != "" {
 		host, port, err := splitHostPort(n.Listen)
 		if err == nil {

@@ -12,8 +12,9 @@ import (
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
 
-// testOptions mirrors the registry cmd/validate.go passes until the
-// built-in backends declare their own schemas.
+// testOptions stands in for the schemas the built-in plugin declares
+// (plugins/builtin; this layer cannot import it), with bounds and enums so
+// every kind of schema check is exercised.
 func testOptions() Options {
 	return Options{
 		StorageTypes: map[string]Schema{

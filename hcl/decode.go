@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -187,6 +188,10 @@ func inWhat(what string) string {
 	return " in " + what
 }
 
+// defaultExprs caches parsed default expressions by their text; parsed
+// expressions are immutable, so they are shared between goroutines.
+var defaultExprs sync.Map
+
 // defaultOf decodes a's default; false when it has none.
 func (d *decoder) defaultOf(a *attrSpec) (any, bool) {
 	if a.hasDefault {
@@ -195,9 +200,16 @@ func (d *decoder) defaultOf(a *attrSpec) (any, bool) {
 	if a.Default == "" {
 		return nil, false
 	}
-	expr, diags := hclsyntax.ParseExpression([]byte(a.Default), "<default>", hcl2.InitialPos)
-	if diags.HasErrors() {
-		return nil, false
+	var expr hcl2.Expression
+	if e, ok := defaultExprs.Load(a.Default); ok {
+		expr = e.(hcl2.Expression)
+	} else {
+		e, diags := hclsyntax.ParseExpression([]byte(a.Default), "<default>", hcl2.InitialPos)
+		if diags.HasErrors() {
+			return nil, false
+		}
+		defaultExprs.Store(a.Default, e)
+		expr = e
 	}
 	sub := &decoder{baseDir: d.baseDir}
 	v, ok, null := sub.decodeExpr(a, expr)

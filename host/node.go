@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -249,7 +250,7 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 	if front != nil {
 		publicURL = front.PublicURL
 	}
-	trusted := trustedProxies(cfg)
+	trusted := trustedProxies(ctx, cfg, log)
 	var sessions *session.Manager
 	if s := cfg.Sessions; s != nil {
 		sameSite, err := session.ParseSameSite(s.SameSite)
@@ -340,6 +341,15 @@ func runBalancer(ctx context.Context, cfg *hcl.Config, b *hcl.Balancer, opts Nod
 		}
 		backends = append(backends, balancer.Backend{Name: c.Name, URL: "http://" + c.Advertise})
 	}
+	accessLog := log.Named("access")
+	if b.AccessLog != "" {
+		al, closeAL, err := NewLogger(b.Name+".access", b.AccessLog, io.Discard)
+		if err != nil {
+			return fmt.Errorf("balancer %q: access_log: %w", b.Name, err)
+		}
+		defer closeAL()
+		accessLog = al
+	}
 	bl, err := balancer.New(balancer.Options{
 		Name:      b.Name,
 		Listen:    b.Listen,
@@ -357,6 +367,7 @@ func runBalancer(ctx context.Context, cfg *hcl.Config, b *hcl.Balancer, opts Nod
 		QueueTimeout:       b.QueueTimeout,
 		TrustedProxies:     b.TrustedProxies,
 		Logger:             log,
+		AccessLogger:       accessLog,
 	})
 	if err != nil {
 		return fmt.Errorf("balancer %q: %w", b.Name, err)
@@ -398,19 +409,28 @@ func balancerOf(cfg *hcl.Config, name string) *hcl.Balancer {
 }
 
 // trustedProxies returns the addresses whose forwarded headers app nodes
-// believe: every balancer's host.
-func trustedProxies(cfg *hcl.Config) []string {
+// believe: the IP addresses of every balancer (a host name is resolved
+// once, at start; one that does not resolve is logged and left out).
+func trustedProxies(ctx context.Context, cfg *hcl.Config, log hclog.Logger) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, b := range cfg.Balancers {
 		host, _, err := net.SplitHostPort(b.Advertise)
-		if err != nil {
+		if err != nil || host == "" {
 			continue
 		}
-		for _, h := range []string{host} {
-			if h != "" && !seen[h] {
-				seen[h] = true
-				out = append(out, h)
+		ips := []string{host}
+		if net.ParseIP(host) == nil {
+			ips, err = net.DefaultResolver.LookupHost(ctx, host)
+			if err != nil {
+				log.Warn("balancer address does not resolve; its forwarded headers will not be trusted", "balancer", b.Name, "host", host, "error", err)
+				continue
+			}
+		}
+		for _, ip := range ips {
+			if !seen[ip] {
+				seen[ip] = true
+				out = append(out, ip)
 			}
 		}
 	}

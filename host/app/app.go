@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -317,17 +318,27 @@ type badRequestError struct{ msg string }
 
 func (e *badRequestError) Error() string { return e.msg }
 
+// writeJSON encodes v fully before sending anything, so that a value JSON
+// cannot represent (a document Go code filled with a map keyed by
+// numbers) is a clean 500, not a 200 with half a body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = enc.Encode(errorBody{Error: "cannot encode the answer as JSON: " + err.Error(), Status: status})
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	if h.Get("Cache-Control") == "" {
 		h.Set("Cache-Control", "no-cache")
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // the client may have gone; nothing else to tell
+	_, _ = w.Write(buf.Bytes()) // the client may have gone; nothing else to tell
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, a *App, allow string) {

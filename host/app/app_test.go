@@ -554,3 +554,19 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+func TestUnencodableDocumentIs500(t *testing.T) {
+	n := newTestNode(t, nil)
+	// Go code may store what JSON cannot show: a map with integer keys.
+	if _, err := n.db.Update(context.Background(), func(tx *db.Tx) error {
+		return tx.Put(context.Background(), "/odd", db.NewDocument(map[string]any{"m": map[any]any{1: "x"}}))
+	}); err != nil {
+		t.Skipf("the object layer refuses such a document: %v", err)
+	}
+	r := n.do(t, "GET", "/odd", nil)
+	var eb errorBody
+	r.json(t, &eb)
+	if r.status != 500 || eb.Status != 500 {
+		t.Fatalf("GET of an unencodable document: %d %s", r.status, r.body)
+	}
+}

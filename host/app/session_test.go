@@ -194,3 +194,33 @@ func TestReservedPaths(t *testing.T) {
 		t.Fatalf("DELETE beside a reserved path: %d", r.status)
 	}
 }
+
+func TestSessionErrors(t *testing.T) {
+	n := newTestNode(t, func(o *Options) {
+		m, err := session.New(context.Background(), o.DB, session.Options{
+			Container: "/session_data/sessions", SweepInterval: -1, Limit: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close(context.Background()) })
+		o.Sessions = m
+	})
+	first := newBrowser(t)
+	if st, _ := first.do(n, "PUT", "/_session", `{"a":1}`); st != 200 {
+		t.Fatalf("first session: %d", st)
+	}
+	if st, _ := first.do(n, "PUT", "/_session", `{"`+strings.Repeat("k", session.MaxKeyLen+1)+`":1}`); st != 400 {
+		t.Fatalf("overlong key: %d", st)
+	}
+	second := newBrowser(t)
+	req, _ := http.NewRequest("PUT", n.srv.URL+"/_session", strings.NewReader(`{"b":2}`))
+	resp, err := second.cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("session over the limit: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}

@@ -44,6 +44,8 @@ type Balancer struct {
 	draining  atomic.Bool
 	inflight  atomic.Int64
 	serveDone sync.WaitGroup
+
+	requests, retries, unavailable, badGateway atomic.Uint64
 }
 
 // New validates opts, fills defaults and builds a Balancer. It has no side
@@ -110,6 +112,9 @@ func New(opts Options) (*Balancer, error) {
 // once the listener is bound (ctx bounds only that). Errors: ErrClosed
 // after Shutdown, or the bind error.
 func (bl *Balancer) Start(ctx context.Context) error {
+	if bl.opts.Listen == "" {
+		return fmt.Errorf("balancer %q: %w: no listen address", bl.opts.Name, ErrInvalidOptions)
+	}
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "tcp", bl.opts.Listen)
 	if err != nil {
@@ -226,7 +231,12 @@ type Status struct {
 	// backend slot.
 	InFlight int64
 	Queued   int
-	Backends []BackendStatus
+	// Requests counts requests received; Retries the attempts repeated
+	// on another backend; Unavailable the 503 answers (no backend up,
+	// queue full or timed out); BadGateway the 502 answers (every
+	// attempt failed).
+	Requests, Retries, Unavailable, BadGateway uint64
+	Backends                                   []BackendStatus
 }
 
 // BackendStatus is one backend in Status.
@@ -250,6 +260,8 @@ func (bl *Balancer) Status() Status {
 	st := Status{
 		Name: bl.opts.Name, PublicURL: bl.opts.PublicURL, Policy: bl.opts.Policy,
 		Draining: bl.draining.Load(), InFlight: bl.inflight.Load(), Queued: queued, Backends: bes,
+		Requests: bl.requests.Load(), Retries: bl.retries.Load(),
+		Unavailable: bl.unavailable.Load(), BadGateway: bl.badGateway.Load(),
 	}
 	if a := bl.Addr(); a != nil {
 		st.Addr = a.String()
@@ -281,6 +293,7 @@ type fwdHeaders struct {
 // concurrent use.
 func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	bl.requests.Add(1)
 	bl.inflight.Add(1)
 	defer bl.inflight.Add(-1)
 	rec := &recorder{ResponseWriter: w}
@@ -322,6 +335,7 @@ func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				break // every backend left was tried: answer 502 below
 			}
 			bl.log.Warn("no backend for request", "uri", r.RequestURI, "error", err)
+			bl.unavailable.Add(1)
 			rec.Header().Set("Retry-After", "1")
 			http.Error(rec, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -331,11 +345,15 @@ func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		at := &attempt{backend: be, fwd: fw}
 		out := r.WithContext(context.WithValue(ctx, ctxKey{}, at))
 		if replayable {
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
-			if len(body) == 0 {
-				out.Body = http.NoBody
+			out.Body, out.GetBody = http.NoBody, nil
+			if len(body) > 0 {
+				out.Body = io.NopCloser(bytes.NewReader(body))
+				// GetBody lets the transport itself resend the body on a
+				// kept-alive connection the node closed meanwhile.
+				out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 			}
+			out.ContentLength = int64(len(body))
+			out.TransferEncoding = nil
 		}
 		bl.forward(rec, out, be)
 		if at.err == nil {
@@ -357,9 +375,11 @@ func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.wrote || at.answered || !retryable(r, at.err, replayable) {
 			break
 		}
+		bl.retries.Add(1)
 		bl.log.Warn("retrying request on another backend", "uri", r.RequestURI, "failed_backend", be.name, "error", at.err)
 	}
 	if !rec.wrote {
+		bl.badGateway.Add(1)
 		bl.log.Error("request failed", "uri", r.RequestURI, "attempts", len(tried), "error", lastErr)
 		http.Error(rec, "502 bad gateway: no app node answered", http.StatusBadGateway)
 	}

@@ -267,6 +267,9 @@ func TestAllDown503(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	if st := bl.Status(); st.Unavailable != 1 || st.Requests != 1 {
+		t.Fatalf("counters %+v", st)
+	}
 	if a.hits.Load() != 0 {
 		t.Fatal("a down backend received the request")
 	}
@@ -367,7 +370,7 @@ func TestRetryIdempotentWhenNodeDiesMidway(t *testing.T) {
 			b.hits.Store(0)
 			bBody.Store("")
 			// MaxAttempts 0: each backend once. The policy starts at a.
-			_, url := startBalancer(t, Options{
+			bl, url := startBalancer(t, Options{
 				Backends:    []Backend{a.backend(), b.backend()},
 				HealthCheck: HealthCheck{Interval: time.Hour},
 			})
@@ -395,6 +398,10 @@ func TestRetryIdempotentWhenNodeDiesMidway(t *testing.T) {
 				}
 			} else if b.hits.Load() != 0 {
 				t.Fatalf("non-idempotent request was retried on b")
+			}
+			cs := bl.Status()
+			if tc.want == 200 && (cs.Retries != 1 || cs.BadGateway != 0) || tc.want == 502 && (cs.Retries != 0 || cs.BadGateway != 1) {
+				t.Fatalf("counters %+v", cs)
 			}
 			if got, _ := aBodies.Load(tc.method); got != tc.body {
 				t.Fatalf("a got body %q, want %q", got, tc.body)
@@ -858,5 +865,54 @@ func TestStreamingResponsesAreFlushed(t *testing.T) {
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || string(rest) != "data: second\n\n" {
 		t.Fatalf("rest %q: %v", rest, err)
+	}
+}
+
+func TestChunkedSmallBodyIsReplayed(t *testing.T) {
+	a := newTestBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		hijackClose(w)
+	})
+	var got atomic.Value
+	b := newTestBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got.Store(fmt.Sprintf("%d %q %v", r.ContentLength, body, r.TransferEncoding))
+	})
+	_, url := startBalancer(t, Options{Backends: []Backend{a.backend(), b.backend()}, HealthCheck: HealthCheck{Interval: time.Hour}})
+	// An io.Reader of unknown length makes the client send it chunked.
+	body := io.MultiReader(strings.NewReader(`{"chunked":`), strings.NewReader(`true}`))
+	if st, be, _ := do(t, newClient(t), "PUT", url+"/c", body, nil); st != 200 || be != "b" {
+		t.Fatalf("status %d from %q", st, be)
+	}
+	if g := got.Load(); g != `16 "{\"chunked\":true}" []` {
+		t.Fatalf("b received %v", g)
+	}
+}
+
+func TestResponseTimeoutRetriesIdempotent(t *testing.T) {
+	a := newTestBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		select { // a hung node
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	b := newTestBackend(t, "b", nil)
+	bl, url := startBalancer(t, Options{
+		Backends:        []Backend{a.backend(), b.backend()},
+		HealthCheck:     HealthCheck{Interval: time.Hour},
+		ResponseTimeout: 100 * time.Millisecond,
+	})
+	if st, be, _ := do(t, newClient(t), "GET", url+"/slow", nil, nil); st != 200 || be != "b" {
+		t.Fatalf("status %d from %q", st, be)
+	}
+	if backendUp(bl, "a") {
+		t.Fatal("a hung node stayed up")
+	}
+	bl2, err := New(Options{Backends: []Backend{b.backend()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bl2.Start(context.Background()); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("Start without a listen address: %v", err)
 	}
 }

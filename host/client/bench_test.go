@@ -183,3 +183,37 @@ func BenchmarkCommit(b *testing.B) {
 	b.ReportMetric(float64(percentile(lat, 0.99).Nanoseconds())/1e3, "p99-µs")
 	b.ReportMetric(float64(percentile(lat, 0.5))/float64(perDirect), "x-direct")
 }
+
+// BenchmarkAdd: one transaction creating 1000 objects of 182 bytes,
+// through the server, against the same on a memstorage of its own.
+func BenchmarkAdd(b *testing.B) {
+	_, c, _ := benchSetup(b, 1, nil)
+	ctx := context.Background()
+	data := make([]byte, 182)
+	add := func(s storage.Storage) {
+		oids, err := s.NewOids(ctx, 1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		txn, _ := s.Begin(ctx, storage.TxMeta{})
+		for _, o := range oids {
+			txn.Store(ctx, storage.Record{Oid: o, Data: data})
+		}
+		if err := txn.Vote(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := txn.Finish(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	direct := memstorage.New(memstorage.Options{})
+	defer direct.Close()
+	perDirect := timeDirect(20, func(int) { add(direct) })
+	b.ResetTimer()
+	for b.Loop() {
+		add(c)
+	}
+	per := b.Elapsed() / time.Duration(max(b.N, 1))
+	b.ReportMetric(1000/per.Seconds(), "objects/s")
+	b.ReportMetric(float64(per)/float64(perDirect), "x-direct")
+}

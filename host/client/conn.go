@@ -484,6 +484,13 @@ func (l *link) send(m wire.Message, apply func(wire.Message, error)) (*pendingCa
 // call sends m and waits for its reply (or ctx). An Error reply comes
 // back as its Go error.
 func (l *link) call(ctx context.Context, m wire.Message, apply func(wire.Message, error)) (wire.Message, error) {
+	if err := ctx.Err(); err != nil {
+		err = fmt.Errorf("%s: %w", m.Kind(), err)
+		if apply != nil {
+			apply(nil, err)
+		}
+		return nil, err
+	}
 	pc, err := l.send(m, apply)
 	if err != nil {
 		if apply != nil {

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zhostdb/zhost/host/client"
 	"github.com/zhostdb/zhost/host/db"
+	"github.com/zhostdb/zhost/host/server"
 	"github.com/zhostdb/zhost/host/storage"
 )
 
@@ -232,4 +234,145 @@ func BenchmarkCounterIncrementParallel(b *testing.B) {
 	s := d.Stats()
 	b.ReportMetric(float64(s.Merges)/float64(b.N), "merges/op")
 	b.ReportMetric(float64(s.Retries)/float64(b.N), "retries/op")
+}
+
+// BenchmarkReadDocumentNetwork: as BenchmarkReadDocument, through a real
+// server and client: the baseline is the client's own (cached) LastTid
+// and LoadBefore of the document.
+func BenchmarkReadDocumentNetwork(b *testing.B) {
+	ctx := context.Background()
+	st := newMemB(b)
+	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(ctx) })
+	c, err := client.Open(ctx, client.Options{Addr: srv.Addr().String(), Partition: "main", Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	d, err := db.Open(ctx, c, db.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	var oid storage.Oid
+	if _, err := d.Update(ctx, func(tx *db.Tx) error {
+		doc := db.NewDocument(map[string]any{"title": "benchmark", "body": "some text of a document"})
+		if err := tx.Put(ctx, "/doc", doc); err != nil {
+			return err
+		}
+		oid, _ = doc.Oid()
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var tm timer
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		last, err := c.LastTid(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.LoadBefore(ctx, oid, last+1); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := d.View(ctx, func(tx *db.Tx) error {
+			_, err := tx.Document(ctx, "/doc")
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		tm.raw += t1.Sub(t0)
+		tm.db += t2.Sub(t1)
+	}
+	tm.report(b)
+}
+
+// BenchmarkWriteDocumentNetwork: an Update of one document through a
+// real server, against a raw client commit of a record of the same size.
+func BenchmarkWriteDocumentNetwork(b *testing.B) {
+	ctx := context.Background()
+	st := newMemB(b)
+	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Shutdown(ctx) })
+	c, err := client.Open(ctx, client.Options{Addr: srv.Addr().String(), Partition: "main", Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	d, err := db.Open(ctx, c, db.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	var rec storage.Record
+	if _, err := d.Update(ctx, func(tx *db.Tx) error {
+		return tx.Put(ctx, "/doc", db.NewDocument(map[string]any{"title": "benchmark", "n": 0}))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.View(ctx, func(tx *db.Tx) error {
+		doc, err := tx.Document(ctx, "/doc")
+		if err != nil {
+			return err
+		}
+		oid, _ := doc.Oid()
+		rec, err = c.Load(ctx, oid)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	oids, err := c.NewOids(ctx, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec.Oid, rec.Serial = oids[0], storage.ZeroTid
+	var tm timer
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		t0 := time.Now()
+		txn, err := c.Begin(ctx, storage.TxMeta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := txn.Store(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+		if err := txn.Vote(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if rec.Serial, err = txn.Finish(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := d.Update(ctx, func(tx *db.Tx) error {
+			doc, err := tx.Document(ctx, "/doc")
+			if err == nil {
+				doc.Data["n"] = i
+			}
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		tm.raw += t1.Sub(t0)
+		tm.db += t2.Sub(t1)
+	}
+	tm.report(b)
 }

@@ -195,7 +195,7 @@ func (tx *Tx) merge(ctx context.Context, p *partition, w *write) error {
 			return fmt.Errorf("commit %s: decode committed state for merge: %w", e.path, err)
 		}
 	}
-	merged, err := m.Merge(e.base, committed)
+	merged, err := callMerge(m, e.base, committed)
 	if err != nil {
 		return fmt.Errorf("commit %s (oid %s in %q): %w", e.path, e.oid, p.name, err)
 	}
@@ -209,4 +209,15 @@ func (tx *Tx) merge(ctx context.Context, p *partition, w *write) error {
 	w.serial, w.data, w.refs = cur.Serial, data, refs
 	tx.db.merges.Add(1)
 	return nil
+}
+
+// callMerge runs a type's Merge, turning a panic in it (a bug in a
+// registered type) into an error rather than taking the node down.
+func callMerge(m Merger, old, committed Object) (merged Object, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("merge of a %T panicked: %v", m, r)
+		}
+	}()
+	return m.Merge(old, committed)
 }

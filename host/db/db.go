@@ -282,6 +282,10 @@ func (d *DB) bootstrapMain(ctx context.Context) error {
 func (d *DB) addPartition(k partKey, st storage.Storage, owned bool) *partition {
 	d.partsMu.Lock()
 	defer d.partsMu.Unlock()
+	return d.addPartitionLocked(k, st, owned)
+}
+
+func (d *DB) addPartitionLocked(k partKey, st storage.Storage, owned bool) *partition {
 	p := &partition{id: d.nextPID, name: k.name, server: k.server, st: st, owned: owned}
 	d.nextPID++
 	d.parts[k] = p
@@ -317,17 +321,16 @@ func (d *DB) partitionFor(ctx context.Context, t Target) (*partition, error) {
 		return nil, fmt.Errorf("open partition %q: OpenPartition returned nil: %w", t.Partition, storage.ErrInvalid)
 	}
 	d.partsMu.Lock()
+	defer d.partsMu.Unlock()
 	if q := d.parts[k]; q != nil { // lost a race with another mount
-		d.partsMu.Unlock()
 		_ = st.Close()
 		return q, nil
 	}
-	d.partsMu.Unlock()
 	if d.closed.Load() {
 		_ = st.Close()
 		return nil, fmt.Errorf("partition %q: %w", t.Partition, storage.ErrClosed)
 	}
-	return d.addPartition(k, st, true), nil
+	return d.addPartitionLocked(k, st, true), nil
 }
 
 // Close stops mount retries, waits for them, and closes the storages

@@ -178,6 +178,7 @@ func TestErrors(t *testing.T) {
 		{"put under missing", func(tx *db.Tx) error { return tx.Put(ctx, "/a/b", db.NewDocument(nil)) }, db.ErrNotFound},
 		{"mkdir through doc", func(tx *db.Tx) error { _, err := tx.MkdirAll(ctx, "/doc/x"); return err }, db.ErrNotFolder},
 		{"put nil", func(tx *db.Tx) error { return tx.Put(ctx, "/x", nil) }, storage.ErrInvalid},
+		{"put typed nil", func(tx *db.Tx) error { return tx.Put(ctx, "/x", (*db.Document)(nil)) }, storage.ErrInvalid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -415,4 +416,91 @@ func newMemB(b *testing.B) *memstorage.Storage {
 	st := memstorage.New(memstorage.Options{})
 	b.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// TestCorruptRecords: garbage or an unregistered type in a record is an
+// error for the path that reaches it, never a panic.
+func TestCorruptRecords(t *testing.T) {
+	ctx := testCtx(t)
+	st := newMem(t)
+	d := openDB(t, st, db.Options{})
+	var oid storage.Oid
+	if _, err := d.Update(ctx, func(tx *db.Tx) error {
+		doc := db.NewDocument(nil)
+		if err := tx.Put(ctx, "/x", doc); err != nil {
+			return err
+		}
+		oid, _ = doc.Oid()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	overwrite := func(data []byte) {
+		t.Helper()
+		cur, err := st.Load(ctx, oid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txn, err := st.Begin(ctx, storage.TxMeta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := txn.Store(ctx, storage.Record{Oid: oid, Serial: cur.Serial, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		if err := txn.Vote(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := txn.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range map[string]struct {
+		data []byte
+		want error
+	}{
+		"garbage":      {[]byte{0xff, 0x00, 0x13}, nil},
+		"unknown type": {[]byte("\x82\x65nosuc\x40"), db.ErrUnknownType},
+		"truncated":    {[]byte("\x82\x68document\xa1"), nil},
+	} {
+		overwrite(c.data)
+		err := d.View(ctx, func(tx *db.Tx) error {
+			_, err := tx.Get(ctx, "/x")
+			return err
+		})
+		if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The rest of the tree is fine.
+	if _, err := d.Update(ctx, func(tx *db.Tx) error { return tx.Put(ctx, "/y", db.NewCounter(1)) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDocumentValues: every JSON-like value round-trips, a large unsigned
+// integer included, and re-encoding an unchanged document writes nothing.
+func TestDocumentValues(t *testing.T) {
+	ctx := testCtx(t)
+	d := openDB(t, newMem(t), db.Options{})
+	data := map[string]any{
+		"nil": nil, "bool": true, "int": -5, "big": uint64(1<<64 - 1), "float": 1.5,
+		"str": "s", "bytes": []byte{1, 2}, "list": []any{1, "a", []any{}}, "map": map[string]any{"x": map[string]any{}},
+	}
+	if _, err := d.Update(ctx, func(tx *db.Tx) error { return tx.Put(ctx, "/d", db.NewDocument(data)) }); err != nil {
+		t.Fatal(err)
+	}
+	tid, err := d.Update(ctx, func(tx *db.Tx) error {
+		doc, err := tx.Document(ctx, "/d")
+		if err != nil {
+			return err
+		}
+		if doc.Data["int"] != int64(-5) || doc.Data["float"] != 1.5 || doc.Data["big"] == nil || doc.Data["nil"] != nil {
+			return fmt.Errorf("data %#v", doc.Data)
+		}
+		return nil
+	})
+	if err != nil || tid != storage.ZeroTid {
+		t.Fatalf("unchanged document: tid %v err %v", tid, err)
+	}
 }

@@ -53,6 +53,13 @@
 // is overwritten; such a read fails with ErrReadConflict, which Update and
 // View retry like a write conflict.
 //
+// Nodes see each other's commits when the invalidations reach them: a
+// transaction begun on node B right after node A committed may not see
+// A's commit yet. Where that matters (read-your-writes across nodes),
+// call WaitForTid on B with the tid A's Update returned (the main
+// partition's tid; when only a mounted partition changed, that
+// partition's) before beginning.
+//
 // Decoded objects are cached per DB (Options.CacheBytes), keyed by
 // partition, oid and serial, on top of the client's record cache; a
 // storage that offers invalidations (Watch) frees stale entries early.
@@ -119,7 +126,10 @@
 // and listing that folder shows the mount point's name. A path under a
 // mount that is not ready answers a *MountError (matching
 // ErrMountUnavailable) naming the mount; the rest of the tree keeps
-// working. Mounts reports each mount's state for status pages.
+// working. Mounts reports each mount's state for status pages. A mount
+// that was ready and whose partition later fails (a lost connection) stays
+// ready; its errors are wrapped in a *MountError naming it, and the
+// client reconnects underneath.
 //
 // A transaction may change objects in several partitions; Commit then runs
 // two-phase commit across them: every partition votes (main first, then

@@ -6,7 +6,8 @@ import (
 )
 
 // Document is a JSON-like object: a map from string keys to values that
-// are nil, bool, int64 (any Go integer is stored as one), float64,
+// are nil, bool, int64 (any Go integer reads back as one; beyond the
+// int64 range as a big.Int), float64,
 // string, []byte, time.Time (read back as an RFC 3339 string), []any or
 // map[string]any, nested freely. Change Data directly; the change is
 // found at commit.

@@ -571,7 +571,7 @@ func (f *Folder) put(ctx context.Context, name string, obj Object, exclusive boo
 	if err := f.checkNotMount(cp); err != nil {
 		return err
 	}
-	if obj == nil {
+	if isNil(obj) {
 		return fmt.Errorf("put %s: nil object: %w", cp, storage.ErrInvalid)
 	}
 	oid, found, err := f.lookup(ctx, name)

@@ -174,7 +174,7 @@ func init() {
 	}
 	decMode, err = cbor.DecOptions{
 		DefaultMapType:   reflect.TypeOf(map[string]any(nil)),
-		IntDec:           cbor.IntDecConvertSignedOrFail,
+		IntDec:           cbor.IntDecConvertSignedOrBigInt,
 		MaxArrayElements: 1 << 24,
 		MaxMapPairs:      1 << 24,
 		MaxNestedLevels:  64,
@@ -243,4 +243,14 @@ func cloneObject(obj Object, data []byte) (Object, error) {
 		}
 	}
 	return decodeObject(data)
+}
+
+// isNil reports whether obj is nil or a typed nil pointer, which cannot
+// carry a Persistent.
+func isNil(obj Object) bool {
+	if obj == nil {
+		return true
+	}
+	v := reflect.ValueOf(obj)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"path/filepath"
 	"testing"
 
+	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/db"
 	"github.com/zhostdb/zhost/host/pluginhost"
 	"github.com/zhostdb/zhost/host/storage"
@@ -51,9 +53,19 @@ func TestWithPluginSubprocesses(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The main partition is a filestorage and the sessions partition a
+	// packless store, as in the canonical cluster.hcl; the shards are
+	// in-memory backends. Each runs in the built-in plugin's process.
+	dir := t.TempDir()
+	specs := map[string]pluginhost.StorageSpec{
+		"main":        {Type: "filestorage", Name: "main", Config: hcl.Values{"path": filepath.Join(dir, "Data.fs"), "sync": "none"}},
+		"sessiondata": {Type: "packless", Name: "sessions", Config: hcl.Values{"path": filepath.Join(dir, "sessions"), "sync": false}},
+		"shard0":      {Type: "memory", Name: "shard0"},
+		"shard1":      {Type: "memory", Name: "shard1"},
+	}
 	parts := map[string]storage.Storage{}
-	for _, name := range []string{"main", "sessiondata", "shard0", "shard1"} {
-		st, err := m.OpenStorage(ctx, pluginhost.StorageSpec{Type: "memory", Name: name})
+	for name, spec := range specs {
+		st, err := m.OpenStorage(ctx, spec)
 		if err != nil {
 			t.Fatalf("open storage %s in plugin: %v", name, err)
 		}

@@ -366,7 +366,7 @@ func (tx *Tx) create(ctx context.Context, p *partition, obj Object, path string)
 	if err := tx.writable(); err != nil {
 		return nil, err
 	}
-	if obj == nil || obj.persistent() == nil {
+	if isNil(obj) {
 		return nil, fmt.Errorf("create %s: nil object: %w", path, storage.ErrInvalid)
 	}
 	if obj.persistent().e != nil {

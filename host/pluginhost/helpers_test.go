@@ -149,3 +149,5 @@ func script(t testing.TB, name, body string) string {
 	}
 	return path
 }
+
+func fmtSscan(s string, v ...any) (int, error) { return fmt.Sscan(s, v...) }

@@ -252,6 +252,9 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.D
 		SyncStderr:       stdoutLogger{p.logger},
 	})
 	fail := func(err error) (*plugin.Client, *sdk.Client, sdk.Description, string, error) {
+		if cmd.Process != nil {
+			killGroup(cmd.Process.Pid)
+		}
 		proc.Kill()
 		return nil, nil, sdk.Description{}, path, err
 	}
@@ -297,11 +300,11 @@ func (p *Plugin) startError(path string, err error) error {
 		return fmt.Errorf("%s: %s: %w", label, path, errors.Join(ErrChecksum, err))
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("%s: %s did not complete the plugin handshake within %s: %w", label, path, p.m.opts.StartTimeout, ErrHandshake)
+	case strings.Contains(msg, "exited before we could connect"), strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		return fmt.Errorf("%s: %s exited before completing the plugin handshake (its stderr is in the log under the plugin's name): %w", label, path, ErrHandshake)
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		first, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
 		return fmt.Errorf("%s: %s printed %q on stdout instead of the plugin handshake (is it a zhost plugin built with plugins/sdk? plugins must not write to stdout): %w", label, path, first, ErrHandshake)
-	case strings.Contains(msg, "exited before we could connect"):
-		return fmt.Errorf("%s: %s exited before completing the plugin handshake (see its log lines above): %w", label, path, ErrHandshake)
 	case strings.Contains(msg, "incompatible"):
 		return fmt.Errorf("%s: %s: %w", label, path, errors.Join(ErrHandshake, err))
 	default:

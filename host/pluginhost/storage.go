@@ -32,6 +32,12 @@ type hostStorage struct {
 
 // remote returns the storage in the plugin's current process.
 func (s *hostStorage) remote(ctx context.Context) (*sdk.RemoteStorage, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("storage %q: %w", s.name, storage.ErrClosed)
+	}
 	c, gen, err := s.p.client(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("storage %q: %w", s.name, err)

@@ -10,3 +10,12 @@ import "syscall"
 func pluginSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
+
+// killGroup kills what is left of a plugin's process group (a plugin that
+// is a shell script leaves its children behind otherwise, holding its
+// pipes open).
+func killGroup(pid int) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}

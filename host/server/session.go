@@ -633,7 +633,21 @@ func (s *session) loadMany(ctx context.Context, id uint32, m *wire.LoadMany) {
 		return
 	}
 	items := make([]wire.Item, len(m.Oids))
+	var misses []int
 	for i, oid := range m.Oids {
+		if r, ok := p.cache.get(oid); ok && (m.Before == storage.ZeroTid || r.Serial < m.Before) {
+			items[i] = wire.Item{Record: r}
+			continue
+		}
+		misses = append(misses, i)
+	}
+	// Misses go to the backend (a plugin round trip each), several at a
+	// time: a cold cache after a restart must not cost one round trip
+	// per object in sequence.
+	var firstErr error
+	var errMu sync.Mutex
+	one := func(i int) {
+		oid := m.Oids[i]
 		var r storage.Record
 		var end storage.Tid
 		var err error
@@ -643,14 +657,43 @@ func (s *session) loadMany(ctx context.Context, id uint32, m *wire.LoadMany) {
 			r, end, err = p.loadBefore(ctx, oid, m.Before)
 		}
 		if err != nil {
-			items[i] = wire.Item{Code: wire.CodeOf(err), Record: storage.Record{Oid: oid}}
-			if items[i].Code == wire.CodeInternal || items[i].Code == wire.CodeCanceled {
-				s.fail(id, err)
-				return
+			code := wire.CodeOf(err)
+			if code == wire.CodeInternal || code == wire.CodeCanceled {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
 			}
-			continue
+			items[i] = wire.Item{Code: code, Record: storage.Record{Oid: oid}}
+			return
 		}
 		items[i] = wire.Item{Record: r, End: end}
+	}
+	if len(misses) == 1 {
+		one(misses[0])
+	} else if len(misses) > 1 {
+		const workers = 8
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for range min(workers, len(misses)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					one(i)
+				}
+			}()
+		}
+		for _, i := range misses {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	if firstErr != nil {
+		s.fail(id, firstErr)
+		return
 	}
 	s.reply(id, &wire.Records{Items: items})
 }
@@ -733,16 +776,26 @@ func (s *session) vote(id uint32, m *wire.Vote) {
 		s.mu.Unlock()
 	}
 
+	// Begin and the stores need no lock: only the vote is serialized, so
+	// other transactions prepare while one holds the lock.
 	lctx, cancel := context.WithTimeout(s.ctx, s.lockWait(m.LockWaitMillis))
+	txn, err := s.prepareBackend(p, m)
+	if err != nil {
+		cancel()
+		drop()
+		s.fail(id, err)
+		return
+	}
 	err = p.commit.Lock(lctx)
 	cancel()
 	if err != nil {
+		txn.Abort(context.Background())
 		drop()
 		s.fail(id, fmt.Errorf("partition %q: %w", p.name, err))
 		return
 	}
-	txn, err := s.voteBackend(p, m)
-	if err != nil {
+	if err := txn.Vote(s.ctx); err != nil {
+		txn.Abort(context.Background())
 		p.commit.Unlock()
 		drop()
 		s.fail(id, err)
@@ -766,9 +819,9 @@ func (s *session) vote(id uint32, m *wire.Vote) {
 	s.reply(id, &wire.OK{})
 }
 
-// voteBackend runs Begin, Store* and Vote on the backend; on error the
+// prepareBackend runs Begin and Store* on the backend; on error the
 // backend transaction is aborted.
-func (s *session) voteBackend(p *partition, m *wire.Vote) (storage.Txn, error) {
+func (s *session) prepareBackend(p *partition, m *wire.Vote) (storage.Txn, error) {
 	ctx := s.ctx
 	txn, err := p.st.Begin(ctx, m.Meta)
 	if err != nil {
@@ -779,10 +832,6 @@ func (s *session) voteBackend(p *partition, m *wire.Vote) (storage.Txn, error) {
 			txn.Abort(context.Background())
 			return nil, err
 		}
-	}
-	if err := txn.Vote(ctx); err != nil {
-		txn.Abort(context.Background())
-		return nil, err
 	}
 	return txn, nil
 }

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // idBytes is the number of random bytes in a browser id: 192 bits, well
@@ -124,11 +126,13 @@ func ParseSameSite(s string) (http.SameSite, error) {
 // every request. It never touches storage: whether an id names a live
 // session is the Manager's question.
 type BrowserIDs struct {
-	name     string
-	path     string
-	domain   string
-	sameSite http.SameSite
-	secure   SecureMode
+	name string
+	// versionMaxAge is the lifetime of the version cookie.
+	versionMaxAge time.Duration
+	path          string
+	domain        string
+	sameSite      http.SameSite
+	secure        SecureMode
 	// publicHTTPS is true when the configured public URL is https.
 	publicHTTPS bool
 	trusted     []netip.Prefix
@@ -142,6 +146,9 @@ func newBrowserIDs(o *Options) (*BrowserIDs, error) {
 		domain:   o.CookieDomain,
 		sameSite: o.SameSite,
 		secure:   o.Secure,
+		// Long enough for every node to apply a write (milliseconds),
+		// short enough that a stale one after an expiry costs little.
+		versionMaxAge: min(time.Minute, o.Timeout/2),
 	}
 	if o.PublicURL != "" {
 		u, err := url.Parse(o.PublicURL)
@@ -257,6 +264,36 @@ func (b *BrowserIDs) trustedPeer(remote string) bool {
 		}
 	}
 	return false
+}
+
+// VersionCookieName returns the name of the read-your-writes cookie that
+// accompanies the browser id: the version of the session data this
+// browser last wrote, so the next request, whichever node serves it,
+// waits until that node sees at least that version.
+func (b *BrowserIDs) VersionCookieName() string { return b.name + "_v" }
+
+// versionFromRequest returns the version the request's cookie asks for
+// (0 for none or malformed).
+func (b *BrowserIDs) versionFromRequest(r *http.Request) uint64 {
+	c, err := r.Cookie(b.VersionCookieName())
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseUint(c.Value, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+func (b *BrowserIDs) versionCookie(r *http.Request, v uint64) *http.Cookie {
+	c := b.cookie(r, strconv.FormatUint(v, 10))
+	c.Name = b.VersionCookieName()
+	c.MaxAge = max(1, int(b.versionMaxAge/time.Second))
+	if v == 0 {
+		c.Value, c.MaxAge = "", -1
+	}
+	return c
 }
 
 // cookie builds the browser id cookie for id in answer to r.

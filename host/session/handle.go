@@ -42,8 +42,9 @@ type Handle struct {
 	reqState
 	// After a Commit the request's cookie may be stale (a session was
 	// created, renewed or invalidated): the next load uses committedID.
-	committed   bool
-	committedID string
+	committed        bool
+	committedID      string
+	committedVersion uint64
 }
 
 // reqState is what a Handle knows and plans; reset after every commit.
@@ -90,7 +91,10 @@ func (h *Handle) check() error {
 
 // load reads the session named by the request's cookie, once per request
 // (or per Commit). Malformed, unknown and expired ids all mean "no
-// session": they never cause an error.
+// session": they never cause an error. When the browser's version cookie
+// says it wrote a newer version of the session than this node sees (it
+// wrote through another node an instant ago), load waits for this node to
+// catch up, up to StaleWait, starting a fresh snapshot each time.
 func (h *Handle) load(ctx context.Context) error {
 	if h.loaded {
 		return nil
@@ -99,10 +103,17 @@ func (h *Handle) load(ctx context.Context) error {
 		return fmt.Errorf("load session: %w", err)
 	}
 	id, ok := h.m.ids.FromRequest(h.r)
-	if h.committed {
-		id, ok = h.committedID, h.committedID != ""
+	want := uint64(0)
+	if ok {
+		want = h.m.ids.versionFromRequest(h.r)
 	}
-	for attempt := 1; ; attempt++ {
+	if h.committed {
+		id, ok, want = h.committedID, h.committedID != "", h.committedVersion
+	}
+	var deadline time.Time
+	backoff := time.Millisecond
+	conflicts := 0
+	for {
 		if err := h.beginTx(ctx); err != nil {
 			return err
 		}
@@ -110,22 +121,43 @@ func (h *Handle) load(ctx context.Context) error {
 			break
 		}
 		rec, err := db.GetAs[*Record](ctx, h.tx, h.m.recordPath(Key(id)))
-		if err == nil {
-			now := h.m.o.Now()
-			if !rec.Deleted && !rec.expired(now, h.m.o.Timeout, h.m.o.Lifetime) {
-				h.id, h.base, h.created, h.lastAccess = id, rec.Clone().(*Record), rec.Created, rec.LastAccess
-			}
-			break
-		}
-		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, db.ErrWrongType) {
-			break
-		}
-		if errors.Is(err, storage.ErrConflict) && !h.txShared && attempt < loadAttempts {
+		switch {
+		case err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, db.ErrWrongType):
+		case errors.Is(err, storage.ErrConflict) && !h.txShared && conflicts < loadAttempts:
+			conflicts++
 			h.tx.Abort()
 			h.tx = nil
 			continue
+		default:
+			return fmt.Errorf("load session %s: %w", Key(id), err)
 		}
-		return fmt.Errorf("load session %s: %w", Key(id), err)
+		if err != nil {
+			rec = nil
+		}
+		if want > 0 && (rec == nil || rec.Version < want) && !h.txShared && h.m.o.StaleWait > 0 {
+			// This node has not seen the browser's last write yet.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(h.m.o.StaleWait)
+			}
+			if time.Now().Before(deadline) {
+				h.tx.Abort()
+				h.tx = nil
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return fmt.Errorf("load session %s: wait for version %d: %w", Key(id), want, ctx.Err())
+				case <-t.C:
+				}
+				backoff = min(2*backoff, 20*time.Millisecond)
+				continue
+			}
+			h.m.log.Warn("node still behind the session version the browser wrote; going on", "key", Key(id), "want", want)
+		}
+		if rec != nil && !rec.Deleted && !rec.expired(h.m.o.Now(), h.m.o.Timeout, h.m.o.Lifetime) {
+			h.id, h.base, h.created, h.lastAccess = id, rec.Clone().(*Record), rec.Created, rec.LastAccess
+		}
+		break
 	}
 	h.loaded = true
 	return nil
@@ -394,7 +426,7 @@ func (h *Handle) Invalidate(ctx context.Context) error {
 		h.deleteKey, h.deleteID, h.deleteReason = Key(h.id), h.id, ReasonInvalidated
 	}
 	h.id, h.create, h.copyFrom, h.base, h.sets, h.dels = "", false, "", nil, nil, nil
-	if h.rw != nil && !h.rw.headersWritten() {
+	if h.rw != nil {
 		h.rw.expireCookie(h.m.ids, h.r)
 	}
 	return nil
@@ -488,10 +520,11 @@ func (h *Handle) reset() { h.reqState = reqState{} }
 // Called with h.mu held.
 func (h *Handle) finish(ctx context.Context) error {
 	id, touched := h.id, h.loaded
+	var version uint64
 	defer func() {
 		h.reset()
 		if touched {
-			h.committed, h.committedID = true, id
+			h.committed, h.committedID, h.committedVersion = true, id, version
 		}
 	}()
 	if h.tx == nil {
@@ -518,7 +551,7 @@ func (h *Handle) finish(ctx context.Context) error {
 	l := h.m.saveLock(lockKey)
 	l.Lock()
 	defer l.Unlock()
-	events, err := h.apply(ctx, h.tx, now, touch)
+	events, ver, err := h.apply(ctx, h.tx, now, touch)
 	if err == nil {
 		_, err = h.tx.Commit(ctx)
 	} else {
@@ -532,13 +565,17 @@ func (h *Handle) finish(ctx context.Context) error {
 		h.m.log.Debug("session commit conflicted; redoing it", "error", err)
 		_, err = h.m.db.Update(ctx, func(tx *db.Tx) error {
 			var aerr error
-			events, aerr = h.apply(ctx, tx, now, touch)
+			events, ver, aerr = h.apply(ctx, tx, now, touch)
 			return aerr
 		})
 	}
 	if err != nil {
 		h.m.failed.Add(1)
 		return fmt.Errorf("save session: %w", err)
+	}
+	version = ver
+	if ver > 0 && h.rw != nil {
+		h.rw.setVersion(h.m.ids, h.r, ver)
 	}
 	for _, ev := range events {
 		if ev.Type == EventAdd {
@@ -552,89 +589,102 @@ func (h *Handle) finish(ctx context.Context) error {
 }
 
 // apply writes the request's session changes into tx and returns the
-// events they cause. It reads the stored state afresh from tx, so it can
-// run again in a new transaction after a conflict.
-func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool) ([]Event, error) {
+// events they cause and the version of the session's data it wrote (0
+// when it wrote none). It reads the stored state afresh from tx, so it
+// can run again in a new transaction after a conflict.
+func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool) ([]Event, uint64, error) {
 	var events []Event
-	var count *db.Counter
-	counter := func() (*db.Counter, error) {
+	var count *Count
+	counter := func() (*Count, error) {
 		if count != nil {
 			return count, nil
 		}
-		c, err := tx.Counter(ctx, h.m.countPath)
+		c, err := db.GetAs[*Count](ctx, tx, h.m.countPath)
 		count = c
 		return c, err
 	}
 	items, err := tx.Folder(ctx, h.m.itemsPath)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var copied map[string][]byte
-	copiedCreated := int64(0)
+	copiedCreated, copiedVersion := int64(0), uint64(0)
 	if h.deleteKey != "" {
 		old, err := db.GetAs[*Record](ctx, tx, h.m.recordPath(h.deleteKey))
 		switch {
 		case err == nil:
 			if h.copyFrom == h.deleteKey {
-				copied, copiedCreated = cloneData(old.Data), old.Created
+				copied, copiedCreated, copiedVersion = cloneData(old.Data), old.Created, old.Version
 			}
 			events = append(events, old.event(EventDelete, h.deleteReason, h.deleteID, now))
 			c, err := counter()
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if err := unlink(ctx, items, c, h.deleteKey, old); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		case errors.Is(err, storage.ErrNotFound):
 			// Removed meanwhile (swept, invalidated by another request).
 		default:
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if h.id == "" {
-		return events, nil
+		return events, 0, nil
 	}
 	if h.create {
 		if h.copyFrom != "" && copied == nil {
 			// The renewed session vanished meanwhile: the new one
 			// starts from this request's view of it.
 			if h.base != nil {
-				copied, copiedCreated = cloneData(h.base.Data), h.base.Created
+				copied, copiedCreated, copiedVersion = cloneData(h.base.Data), h.base.Created, h.base.Version
 			}
 		}
-		rec := &Record{Created: h.created, LastAccess: now.UnixNano(), Data: copied}
+		rec := &Record{Created: h.created, LastAccess: now.UnixNano(), Data: copied, Version: copiedVersion + 1}
 		if copiedCreated != 0 {
 			rec.Created = copiedCreated
 		}
 		h.applyDiff(rec)
 		if err := items.Create(ctx, Key(h.id), rec); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		c, err := counter()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		c.Add(1)
+		if lim := int64(h.m.o.Limit); lim > 0 {
+			if c.N >= lim {
+				h.m.refused.Add(1)
+				return nil, 0, fmt.Errorf("store new session: %d of %d sessions: %w", c.N, lim, ErrFull)
+			}
+			c.Limit = lim
+		}
+		c.N++
 		reason := ReasonNew
 		if h.copyFrom != "" {
 			reason = ReasonRenewed
 		}
-		return append(events, rec.event(EventAdd, reason, h.id, now)), nil
+		return append(events, rec.event(EventAdd, reason, h.id, now)), rec.Version, nil
 	}
 	rec, err := db.GetAs[*Record](ctx, tx, h.m.recordPath(Key(h.id)))
 	if errors.Is(err, storage.ErrNotFound) {
 		h.m.log.Debug("session removed while the request ran; its changes are dropped", "key", Key(h.id))
-		return events, nil
+		return events, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	h.applyDiff(rec)
+	var ver uint64
+	if len(h.sets) > 0 || len(h.dels) > 0 {
+		h.applyDiff(rec)
+		rec.Version++
+		ver = rec.Version
+	}
 	if touch {
 		rec.LastAccess = max(rec.LastAccess, now.UnixNano())
 	}
-	return events, nil
+	return events, ver, nil
 }
 
 // applyDiff writes the request's sets and deletes into rec.

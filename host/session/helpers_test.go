@@ -291,7 +291,15 @@ func testApp() http.Handler {
 		_, _ = io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("POST /late-set", func(w http.ResponseWriter, r *http.Request) {
+		// Writing is fine: the middleware holds the response back.
 		_, _ = io.WriteString(w, "written first\n")
+		if err := FromRequest(r).Set(r.Context(), "k", "v"); err != nil {
+			_, _ = fmt.Fprint(w, "set failed: ", err)
+		}
+	})
+	mux.HandleFunc("POST /flushed-set", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "streamed first\n")
+		_ = http.NewResponseController(w).Flush() // the headers go out now
 		err := FromRequest(r).Set(r.Context(), "k", "v")
 		_, _ = fmt.Fprint(w, errors.Is(err, ErrHeadersWritten))
 	})

@@ -28,9 +28,10 @@ const (
 	// uniformly spread hashes, so concurrent adds land in different
 	// buckets of the folder and do not even conflict.
 	itemsName = "items"
-	// countName is a db.Counter holding the number of records in items:
-	// incremented on add, decremented on delete; concurrent increments
-	// merge (ZODB's BTrees.Length), so the limit check costs one load.
+	// countName is a Count holding the number of records in items:
+	// incremented on add, decremented on delete; concurrent changes
+	// merge (ZODB's BTrees.Length) within the limit, so the limit check
+	// costs one load and stays exact.
 	countName = "count"
 	// leaseName is a db.Document naming the node that sweeps and until
 	// when.
@@ -154,7 +155,7 @@ func (m *Manager) ensureContainer(ctx context.Context) error {
 		if _, err := tx.Folder(ctx, m.itemsPath); err != nil {
 			return err
 		}
-		_, err := tx.Counter(ctx, m.countPath)
+		_, err := db.GetAs[*Count](ctx, tx, m.countPath)
 		return err
 	})
 	switch {
@@ -173,7 +174,7 @@ func (m *Manager) ensureContainer(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			_, err = tx.Counter(ctx, m.countPath)
+			_, err = db.GetAs[*Count](ctx, tx, m.countPath)
 			if errors.Is(err, storage.ErrNotFound) {
 				// A container created by an older layout or by hand:
 				// count what is there.
@@ -181,7 +182,7 @@ func (m *Manager) ensureContainer(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				return c.Put(ctx, countName, db.NewCounter(int64(n)))
+				return c.Put(ctx, countName, &Count{N: int64(n)})
 			}
 			return err
 		})
@@ -208,11 +209,11 @@ func (m *Manager) Count(ctx context.Context) (int, error) {
 	}
 	var n int64
 	err := m.db.View(ctx, func(tx *db.Tx) error {
-		c, err := tx.Counter(ctx, m.countPath)
+		c, err := db.GetAs[*Count](ctx, tx, m.countPath)
 		if err != nil {
 			return err
 		}
-		n = c.Value()
+		n = c.N
 		return nil
 	})
 	if err != nil {
@@ -390,7 +391,7 @@ func (m *Manager) deleteExpired(ctx context.Context, names []string, cutoff time
 		if err != nil {
 			return err
 		}
-		count, err := tx.Counter(ctx, m.countPath)
+		count, err := db.GetAs[*Count](ctx, tx, m.countPath)
 		if err != nil {
 			return err
 		}
@@ -463,12 +464,12 @@ func (m *Manager) emit(ev Event) {
 // record conflict, see Record.Deleted), unlinks it and decrements the
 // count. The record becomes unreachable and the packless collector
 // frees it.
-func unlink(ctx context.Context, items *db.Folder, count *db.Counter, name string, rec *Record) error {
+func unlink(ctx context.Context, items *db.Folder, count *Count, name string, rec *Record) error {
 	rec.Deleted = true
 	if err := items.Delete(ctx, name); err != nil {
 		return fmt.Errorf("unlink session %s: %w", name, err)
 	}
-	count.Add(-1)
+	count.N--
 	return nil
 }
 

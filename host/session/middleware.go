@@ -2,6 +2,7 @@ package session
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,15 +35,21 @@ func FromContext(ctx context.Context) *Handle {
 func FromRequest(r *http.Request) *Handle { return FromContext(r.Context()) }
 
 // Middleware wraps next so every request carries a lazy session Handle
-// (FromRequest). Nothing is read before the handler asks; when next
-// returns, the session's changes are committed in the request's
-// transaction (see Handle). If that commit fails and next has not
-// written a response yet, the middleware answers with WriteError;
-// otherwise the failure is logged and counted (Stats.CommitFailures). A
-// panic in next aborts the transaction and propagates.
+// (FromRequest). Nothing is read before the handler asks.
+//
+// The response is held back (up to MaxBuffered bytes) until next returns
+// and the session's changes are committed in the request's transaction;
+// only then is it sent, with the version cookie that gives the browser
+// read-your-writes on every node. So a browser never sees an answer
+// whose session change is not stored: if the commit fails, the held
+// response is replaced by WriteError's. A handler that streams (Flush,
+// Hijack, or more than MaxBuffered bytes) sends its response early; a
+// commit failure after that is logged and counted
+// (Stats.CommitFailures). A panic in next aborts the transaction and
+// propagates.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := &responseWriter{ResponseWriter: w}
+		rw := &responseWriter{w: w}
 		h := &Handle{m: m, rw: rw}
 		r = r.WithContext(context.WithValue(r.Context(), handleKey{}, h))
 		h.r = r
@@ -50,6 +57,8 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		defer func() {
 			if !completed {
 				h.abort()
+				// Let net/http see the panic with what was written.
+				rw.send()
 			}
 		}()
 		next.ServeHTTP(rw, r)
@@ -61,12 +70,17 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		h.mu.Unlock()
 		if err != nil {
 			m.log.Error("session commit failed", "path", r.URL.Path, "error", err)
-			if !rw.headersWritten() {
+			if rw.discard(m.ids.name) {
 				WriteError(rw, err)
 			}
 		}
+		rw.send()
 	})
 }
+
+// MaxBuffered is how much of a response the middleware holds back until
+// the session is committed. Past it the response streams.
+const MaxBuffered = 256 << 10
 
 // WriteError answers a request whose session could not be used: 503
 // Service Unavailable with Retry-After for ErrFull (the limit was reached;
@@ -94,70 +108,161 @@ func WriteError(w http.ResponseWriter, err error) {
 
 func isMountUnavailable(err error) bool { return errors.Is(err, db.ErrMountUnavailable) }
 
-// responseWriter records whether the handler wrote the response's
-// headers, so a new session's Set-Cookie is refused (ErrHeadersWritten)
-// instead of silently lost. It forwards Flush, Hijack and Unwrap (for
-// http.ResponseController).
+// responseWriter holds the handler's status and body until the session
+// is committed (see Middleware). Header() is the real header map: nothing
+// is sent until send, so cookies can be added late. It forwards Flush,
+// Hijack and Unwrap (for http.ResponseController).
 type responseWriter struct {
-	http.ResponseWriter
-	mu    sync.Mutex
-	wrote bool
+	w      http.ResponseWriter
+	mu     sync.Mutex
+	status int
+	buf    bytes.Buffer
+	sent   bool
 }
 
+func (w *responseWriter) Header() http.Header { return w.w.Header() }
+
+// headersWritten reports whether the headers went out (Set-Cookie can no
+// longer be added).
 func (w *responseWriter) headersWritten() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.wrote
-}
-
-func (w *responseWriter) markWritten() {
-	w.mu.Lock()
-	w.wrote = true
-	w.mu.Unlock()
+	return w.sent
 }
 
 func (w *responseWriter) WriteHeader(code int) {
-	// 1xx answers are informational; the real headers come later.
-	if code >= 200 {
-		w.markWritten()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.sent:
+		w.w.WriteHeader(code) // net/http reports a superfluous call
+	case code >= 100 && code < 200:
+		w.w.WriteHeader(code) // informational: goes out at once
+	case w.status == 0:
+		w.status = code
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
-	w.markWritten()
-	return w.ResponseWriter.Write(b)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent {
+		return w.w.Write(b)
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.buf.Len()+len(b) > MaxBuffered {
+		if err := w.sendLocked(); err != nil {
+			return 0, err
+		}
+		return w.w.Write(b)
+	}
+	return w.buf.Write(b)
+}
+
+// send sends the held status and body (once).
+func (w *responseWriter) send() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_ = w.sendLocked()
+}
+
+func (w *responseWriter) sendLocked() error {
+	if w.sent {
+		return nil
+	}
+	w.sent = true
+	if w.status == 0 {
+		if w.buf.Len() == 0 {
+			return nil // the handler wrote nothing; net/http sends 200
+		}
+		w.status = http.StatusOK
+	}
+	w.w.WriteHeader(w.status)
+	if w.buf.Len() == 0 {
+		return nil
+	}
+	_, err := w.w.Write(w.buf.Bytes())
+	w.buf = bytes.Buffer{}
+	return err
+}
+
+// discard drops the held response (status, body, the headers that
+// describe the body, and the id cookie of a session that was not stored)
+// so an error can be sent instead. It reports false when the response
+// already went out.
+func (w *responseWriter) discard(cookieName string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent {
+		return false
+	}
+	w.status = 0
+	w.buf.Reset()
+	h := w.w.Header()
+	for _, k := range []string{"Content-Length", "Content-Encoding", "Content-Type", "ETag", "Last-Modified", "Content-Disposition"} {
+		h.Del(k)
+	}
+	dropSetCookie(h, cookieName)
+	return true
 }
 
 func (w *responseWriter) Flush() {
-	w.markWritten()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+	w.mu.Lock()
+	_ = w.sendLocked()
+	w.mu.Unlock()
+	if f, ok := w.w.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.markWritten()
-	hj, ok := w.ResponseWriter.(http.Hijacker)
+	hj, ok := w.w.(http.Hijacker)
 	if !ok {
-		return nil, nil, fmt.Errorf("hijack: %T is not a http.Hijacker: %w", w.ResponseWriter, http.ErrNotSupported)
+		return nil, nil, fmt.Errorf("hijack: %T is not a http.Hijacker: %w", w.w, http.ErrNotSupported)
 	}
+	w.mu.Lock()
+	w.sent = true // the handler owns the connection now
+	w.mu.Unlock()
 	return hj.Hijack()
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.w }
 
 // setCookie sets the browser id cookie, replacing one set earlier in this
 // response (a renewal right after creation sends only the newest id).
 func (w *responseWriter) setCookie(b *BrowserIDs, r *http.Request, id string) {
-	dropSetCookie(w.Header(), b.name)
+	h := w.w.Header()
+	dropSetCookie(h, b.name)
+	dropSetCookie(h, b.VersionCookieName())
 	b.SetCookie(w, r, id)
 }
 
+// expireCookie tells the browser to forget its id and version, if the
+// headers have not gone out yet.
 func (w *responseWriter) expireCookie(b *BrowserIDs, r *http.Request) {
-	dropSetCookie(w.Header(), b.name)
+	if w.headersWritten() {
+		return
+	}
+	h := w.w.Header()
+	dropSetCookie(h, b.name)
+	dropSetCookie(h, b.VersionCookieName())
 	b.ExpireCookie(w, r)
+	http.SetCookie(w, b.versionCookie(r, 0))
+}
+
+// setVersion sets the version cookie after a commit, if the headers have
+// not gone out yet (a streamed response goes without it).
+func (w *responseWriter) setVersion(b *BrowserIDs, r *http.Request, v uint64) {
+	if w.headersWritten() {
+		return
+	}
+	h := w.w.Header()
+	dropSetCookie(h, b.VersionCookieName())
+	http.SetCookie(w, b.versionCookie(r, v))
+	noCache(h)
 }
 
 func dropSetCookie(h http.Header, name string) {

@@ -19,6 +19,7 @@ const (
 	DefaultCookieName    = "_zhost_id"
 	DefaultCookiePath    = "/"
 	DefaultSweepInterval = time.Minute
+	DefaultStaleWait     = 2 * time.Second
 )
 
 // Sentinel errors of the package; test them with errors.Is.
@@ -92,6 +93,13 @@ type Options struct {
 	// believed. Headers from anyone else are ignored.
 	TrustedProxies []string
 
+	// StaleWait bounds how long a request waits for this node to see
+	// the session version its browser last wrote through another node
+	// (read-your-writes; see BrowserIDs.VersionCookieName). Default 2s;
+	// negative disables the wait. After it the request goes on with
+	// what the node sees.
+	StaleWait time.Duration
+
 	// SweepInterval is how often the background sweeper removes expired
 	// sessions (default 1m). Negative disables the sweeper (call
 	// Manager.Sweep yourself).
@@ -146,6 +154,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.StaleWait == 0 {
+		o.StaleWait = DefaultStaleWait
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()

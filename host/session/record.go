@@ -39,6 +39,11 @@ type Record struct {
 	// change to it (a request's save, another node's sweep) conflict
 	// with the deletion instead of merging past it.
 	Deleted bool `cbor:"4,keyasint,omitempty"`
+	// Version counts the writes that changed Data (not the last-access
+	// refreshes). It only grows; merging keeps the larger. Browsers
+	// carry the version they last wrote in a cookie, so a node whose
+	// view is older waits for it (read-your-writes across nodes).
+	Version uint64 `cbor:"5,keyasint,omitempty"`
 }
 
 // TypeName implements db.Object.
@@ -46,7 +51,7 @@ func (r *Record) TypeName() string { return TypeName }
 
 // Clone implements db.Cloner (a deep copy without the decode).
 func (r *Record) Clone() db.Object {
-	c := &Record{Created: r.Created, LastAccess: r.LastAccess, Deleted: r.Deleted}
+	c := &Record{Created: r.Created, LastAccess: r.LastAccess, Deleted: r.Deleted, Version: r.Version}
 	if r.Data != nil {
 		c.Data = make(map[string][]byte, len(r.Data))
 		for k, v := range r.Data {
@@ -100,6 +105,7 @@ func (r *Record) Merge(old, committed db.Object) (db.Object, error) {
 		out.Data = nil
 	}
 	out.LastAccess = max(r.LastAccess, theirs.LastAccess)
+	out.Version = max(r.Version, theirs.Version)
 	return out, nil
 }
 
@@ -187,3 +193,55 @@ func decodeValue(b []byte, into any) error {
 var _ db.Object = (*Record)(nil)
 var _ db.Merger = (*Record)(nil)
 var _ db.Cloner = (*Record)(nil)
+
+// CountTypeName is the object type of the container's session count.
+const CountTypeName = "session_count"
+
+func init() {
+	db.MustRegisterType(CountTypeName, func() db.Object { return new(Count) })
+}
+
+// Count is the number of sessions in a container, kept beside the items
+// folder so the limit check is one load. Concurrent changes merge like
+// ZODB's BTrees.Length (committed + this transaction's delta), except
+// that an increase that would take the count past Limit does not merge:
+// that is how the limit stays exact when several nodes create sessions
+// at once, or when a node's view lags another's commit. The losing
+// transaction runs again, sees the full count and answers ErrFull.
+//
+// Count is exported only because host/db decodes it by type name.
+type Count struct {
+	db.Persistent `cbor:"-"`
+	N             int64 `cbor:"1,keyasint"`
+	// Limit is the limit of the node that last created a session (0:
+	// none); the merge enforces it.
+	Limit int64 `cbor:"2,keyasint,omitempty"`
+}
+
+// TypeName implements db.Object.
+func (c *Count) TypeName() string { return CountTypeName }
+
+// Clone implements db.Cloner.
+func (c *Count) Clone() db.Object { return &Count{N: c.N, Limit: c.Limit} }
+
+// Merge implements db.Merger (see Count).
+func (c *Count) Merge(old, committed db.Object) (db.Object, error) {
+	theirs, ok := committed.(*Count)
+	if !ok {
+		return nil, db.MergeConflict("session count replaced by a %s", committed.TypeName())
+	}
+	var base int64
+	if o, ok := old.(*Count); ok {
+		base = o.N
+	}
+	delta := c.N - base
+	n := theirs.N + delta
+	if delta > 0 && c.Limit > 0 && n > c.Limit {
+		return nil, db.MergeConflict("session limit %d reached", c.Limit)
+	}
+	return &Count{N: n, Limit: c.Limit}, nil
+}
+
+var _ db.Object = (*Count)(nil)
+var _ db.Merger = (*Count)(nil)
+var _ db.Cloner = (*Count)(nil)

@@ -104,7 +104,7 @@ func TestDeletionConflictsWithConcurrentWriters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		count, err := tx.Counter(ctx, m.countPath)
+		count, err := db.GetAs[*Count](ctx, tx, m.countPath)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -443,15 +444,87 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func TestSetAfterHeadersWritten(t *testing.T) {
+func TestSetAfterWriteAndAfterFlush(t *testing.T) {
 	c := newCluster(t, 1, Options{})
+	a := c.nodes[0].srv.URL
 	br := newBrowser(t)
-	code, body := br.do("POST", c.nodes[0].srv.URL, "/late-set", nil)
-	if code != 200 || !strings.HasSuffix(body, "true") {
+	// The body was written before the session was created: the response
+	// was held back, so the cookie still goes out.
+	if code, body := br.do("POST", a, "/late-set", nil); code != 200 || body != "written first\n" {
 		t.Fatalf("late set: %d %q", code, body)
 	}
-	if n, _ := c.nodes[0].m.Count(context.Background()); n != 0 {
-		t.Fatal("a session without a cookie was stored")
+	if v, ok := br.get(a, "k"); !ok || v != "v" {
+		t.Fatal("session created after a write was not kept")
+	}
+	// After a flush the headers are gone: creating a session fails
+	// cleanly and nothing is stored.
+	other := newBrowser(t)
+	code, body := other.do("POST", a, "/flushed-set", nil)
+	if code != 200 || !strings.HasSuffix(body, "true") {
+		t.Fatalf("flushed set: %d %q", code, body)
+	}
+	if n, _ := c.nodes[0].m.Count(context.Background()); n != 1 {
+		t.Fatalf("count = %d, want 1 (no session without a cookie)", n)
+	}
+}
+
+// TestFailedCommitReplacesHeldResponse: a handler that changed its own
+// object through the request's transaction, concurrently with another
+// writer, cannot be redone; the browser gets 409 instead of the handler's
+// 200, and nothing of the request is stored.
+func TestFailedCommitReplacesHeldResponse(t *testing.T) {
+	c := newCluster(t, 1, Options{})
+	ctx := context.Background()
+	d := c.nodes[0].db
+	if _, err := d.Update(ctx, func(tx *db.Tx) error {
+		return tx.Put(ctx, "/page", db.NewDocument(map[string]any{"title": "a"}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c.nodes[0].m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := FromRequest(r)
+		tx, err := h.Tx(r.Context())
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		doc, err := tx.Document(r.Context(), "/page")
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		// Someone else changes the page meanwhile.
+		if _, err := d.Update(r.Context(), func(tx2 *db.Tx) error {
+			d2, err := tx2.Document(r.Context(), "/page")
+			if err == nil {
+				d2.Data["title"] = "theirs"
+			}
+			return err
+		}); err != nil {
+			WriteError(w, err)
+			return
+		}
+		doc.Data["title"] = "mine"
+		if err := h.Set(r.Context(), "edited", true); err != nil {
+			WriteError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"saved":true}`)
+	})))
+	br := newBrowser(t)
+	code, body := br.do("POST", srv, "/", nil)
+	if code != http.StatusConflict || strings.Contains(body, "saved") {
+		t.Fatalf("got %d %q, want 409 instead of the held answer", code, body)
+	}
+	if br.cookie(srv) != "" {
+		t.Fatal("cookie of a session that was not stored")
+	}
+	if n, _ := c.nodes[0].m.Count(ctx); n != 0 {
+		t.Fatalf("count = %d", n)
+	}
+	if st := c.nodes[0].m.Stats(); st.CommitFailures != 1 {
+		t.Fatalf("commit failures = %d", st.CommitFailures)
 	}
 }
 

@@ -301,7 +301,6 @@ func BenchmarkStartup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("data file %d MiB", fi.Size()>>20)
 	for _, withIndex := range []bool{true, false} {
 		name := "index"
 		if !withIndex {
@@ -326,6 +325,7 @@ func BenchmarkStartup(b *testing.B) {
 				}
 				b.StartTimer()
 			}
+			b.ReportMetric(float64(fi.Size()>>20), "file-MiB")
 		})
 	}
 }

@@ -99,6 +99,7 @@
 //
 // # Caveats
 //
-// The index lives in memory (about 40 bytes per object). One process
+// The index lives in memory (an oid, an offset and a serial per object,
+// some 50 bytes with Go's map overhead). One process
 // writes a file at a time; read-only opens see the file as of their open.
 package filestorage

@@ -70,9 +70,13 @@ func (d *dataFile) readFull(b []byte, off int64) error {
 // so one pread serves header, refs and data.
 const speculative = 4096
 
+var readBufs = sync.Pool{New: func() any { b := make([]byte, speculative); return &b }}
+
 // readRecord reads the record at pos: header, refs and (for kindData) data.
 func (d *dataFile) readRecord(pos int64) (recHeader, []storage.Oid, []byte, error) {
-	buf := make([]byte, speculative)
+	pooled := readBufs.Get().(*[]byte)
+	defer readBufs.Put(pooled)
+	buf := *pooled
 	n, err := d.f.ReadAt(buf, pos)
 	if n < recHeaderSize {
 		if err == nil || errors.Is(err, io.EOF) {

@@ -798,3 +798,38 @@ func TestIterateAcrossPack(t *testing.T) {
 		t.Fatalf("last tid %s after pack, want %s", last, tids[29])
 	}
 }
+
+// TestIndexSavedPeriodically checks that the index is saved while the
+// storage runs, so a crash (here: a copy of the files taken while open)
+// reopens from it instead of scanning everything.
+func TestIndexSavedPeriodically(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Data.fs")
+	st := open(t, path, filestorage.Options{IndexInterval: 4096})
+	counter(t, st, 1, 100)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path + ".index"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no index saved after 100 commits with a 4 kB interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	crashed := filepath.Join(dir, "Crashed.fs")
+	copyFile(t, path, crashed)
+	copyFile(t, path+".index", crashed+".index")
+	st2, err := filestorage.Open(crashed, filestorage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	used, scanned := st2.OpenStats()
+	if !used || scanned >= fileSize(t, crashed)/2 {
+		t.Fatalf("after a crash: index used %v, scanned %d of %d bytes", used, scanned, fileSize(t, crashed))
+	}
+	if v := rootVersion(t, st2); v != 100 {
+		t.Fatalf("root at %d, want 100", v)
+	}
+}

@@ -61,6 +61,7 @@ func (s *Storage) Pack(ctx context.Context, tid storage.Tid, progress func(done,
 		_ = os.Remove(s.path + ".pack")
 		return s.packErr(ctx, err)
 	}
+	p.report(true) // after the locks are released
 	s.log.Info("packed", "path", s.path, "pack_tid", tid, "bytes_before", p.sizeBefore, "bytes_after", p.sizeAfter,
 		"objects", p.objects, "elapsed", time.Since(began).Round(time.Millisecond))
 	return nil
@@ -257,8 +258,9 @@ func (p *packer) run() error {
 		if err := p.copyTxn(d, t, t.recs, t.status); err != nil {
 			return err
 		}
+		// No progress calls here: the callback must never run while
+		// commits wait for this step.
 		p.done = 2*span + sc.pos - visEnd
-		p.report(false)
 	}
 	if err := p.w.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", p.f.Name(), err)
@@ -278,10 +280,11 @@ func (p *packer) run() error {
 	if err := os.Rename(p.f.Name(), s.path); err != nil {
 		return fmt.Errorf("swap in packed file: %w", err)
 	}
+	// From here on the packed file is Data.fs: adopt it whatever happens,
+	// or commits would go to the replaced file.
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
-		return err
+		s.log.Error("pack: the rename may not survive a power loss", "path", s.path, "error", err)
 	}
-	// From here on the packed file is Data.fs: adopt it whatever happens.
 	index := make(map[storage.Oid]entry, len(p.lastNew))
 	for oid, e := range p.lastNew {
 		index[oid] = e
@@ -298,11 +301,11 @@ func (p *packer) run() error {
 	s.end, s.synced = p.pos, p.pos
 	s.qmu.Lock()
 	s.writtenEnd = p.pos
+	clear(s.pending) // empty after the flush above; offsets of the old file
 	s.qmu.Unlock()
 	s.indexedEnd.Store(-1) // the old index describes the old file
 	p.sizeAfter, p.objects = p.pos, len(index)
 	p.done = p.total
-	p.report(true)
 	// Saved outside the locks; until it lands, the old index is rejected
 	// (its file id differs) and open scans. Registered while Pack's own
 	// registration still holds Close off.

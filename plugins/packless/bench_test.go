@@ -248,30 +248,57 @@ func BenchmarkCommit1000(b *testing.B) {
 	})
 }
 
-// BenchmarkColdLoad loads random objects of a store just reopened (an
-// empty block cache) of 100,000 records of 200 bytes.
-func BenchmarkColdLoad(b *testing.B) {
+// BenchmarkLoad loads random objects out of 100,000 records of 200
+// bytes: from memstorage (the baseline), from a packless store just
+// reopened (cold: empty block cache, so the first loads of each block go
+// to the file), and from one whose blocks were all read once (warm).
+func BenchmarkLoad(b *testing.B) {
 	ctx := context.Background()
+	const n = 100_000
+	mem := memstorage.New(memstorage.Options{})
+	b.Cleanup(func() { _ = mem.Close() })
+	memOids := fill(b, mem, n, 5000, 200)
 	dir := b.TempDir()
 	st, err := packless.Open(dir, packless.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	oids := fill(b, st, 100_000, 5000, 200)
+	oids := fill(b, st, n, 5000, 200)
 	if err := st.Close(); err != nil {
 		b.Fatal(err)
 	}
-	st, err = packless.Open(dir, packless.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	rng := rand.New(rand.NewPCG(3, 4))
-	b.ResetTimer()
-	for range b.N {
-		if _, err := st.Load(ctx, oids[rng.IntN(len(oids))]); err != nil {
+	reopen := func(b *testing.B) *packless.Storage {
+		st, err := packless.Open(dir, packless.Options{})
+		if err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { _ = st.Close() })
+		return st
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "loads/s")
+	run := func(b *testing.B, st storage.Storage, oids []storage.Oid) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		b.ResetTimer()
+		for range b.N {
+			if _, err := st.Load(ctx, oids[rng.IntN(len(oids))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "loads/s")
+	}
+	b.Run("memstorage", func(b *testing.B) { run(b, mem, memOids) })
+	b.Run("packless-cold", func(b *testing.B) {
+		st := reopen(b)
+		run(b, st, oids)
+		_ = st.Close()
+	})
+	b.Run("packless-warm", func(b *testing.B) {
+		st := reopen(b)
+		for _, o := range oids {
+			if _, err := st.Load(ctx, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+		run(b, st, oids)
+		_ = st.Close()
+	})
 }

@@ -55,6 +55,9 @@ func (s *Storage) Collect(ctx context.Context) (CollectStats, error) {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("packless: collect: %w", err)
 		}
+		if s.closeCtx.Err() != nil {
+			return st, fmt.Errorf("packless: collect: %w", storage.ErrClosed)
+		}
 		o := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		obj, ok, err := s.getObject(s.db, o)

@@ -90,9 +90,13 @@ func open(t *testing.T, dir string, opts packless.Options) *packless.Storage {
 func fill(t testing.TB, st storage.Storage, n, per, size int) []storage.Oid {
 	t.Helper()
 	ctx := context.Background()
-	oids, err := st.NewOids(ctx, n)
-	if err != nil {
-		t.Fatal(err)
+	var oids []storage.Oid
+	for len(oids) < n {
+		got, err := st.NewOids(ctx, min(n-len(oids), 65536))
+		if err != nil {
+			t.Fatal(err)
+		}
+		oids = append(oids, got...)
 	}
 	var root storage.Tid
 	for i := 0; i < n; i += per {
