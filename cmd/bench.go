@@ -217,11 +217,13 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 			}
 		}
 	}()
+	// Workers' stderr goes to ours, one write at a time.
+	stderr := &lockedWriter{w: env.Stderr}
 	for range cfg.Concurrency {
 		cmd := exec.CommandContext(ctx, exe, "bench", "-worker", "-server", cfg.Server, "-partition", cfg.Partition,
 			"-objects", fmt.Sprint(cfg.Objects), "-size", fmt.Sprint(cfg.Size),
 			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses))
-		cmd.Stderr = env.Stderr
+		cmd.Stderr = stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			return nil, err
@@ -285,6 +287,17 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 		out[phase] = res
 	}
 	return out, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func benchReadLine(p *benchProc) (string, error) {

@@ -104,7 +104,7 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 	infos := []pluginInfo{describePlugin(m, pluginhost.Spec{Name: pluginhost.BuiltinName}, "built in", timeout)}
 	for _, hp := range plugins {
 		spec := pluginhost.SpecFromConfig(hp)
-		src := spec.Range.String()
+		src := spec.Location()
 		if err := m.Add(spec); err != nil {
 			infos = append(infos, pluginInfo{Name: hp.Name, Source: src, Path: hp.Path, SHA256Configured: hp.SHA256, Error: err.Error()})
 			continue

@@ -19,7 +19,7 @@ func init() {
 	var jsonOut, offline *bool
 	RegisterCommand(&Command{
 		Name:  "validate",
-		Usage: "[-json] FILE",
+		Usage: "[-json] [-offline] FILE",
 		Short: "check a cluster.hcl and report every problem in it",
 		Long: `Validate parses FILE (native HCL syntax, or JSON syntax when the name ends
 in .json), decodes every block with its schema and runs the cross-block

@@ -3,6 +3,7 @@ package zhostcmd
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/zhostdb/zhost/hcl"
+	"github.com/zhostdb/zhost/internal/testbin"
 	"github.com/zhostdb/zhost/plugins/builtin"
 )
 
@@ -31,8 +33,8 @@ func writeTemp(t *testing.T, name, src string) string {
 	return p
 }
 
-// TestValidateExamples: every file in examples/ validates, in both output
-// modes, with exit code 0.
+// TestValidateExamples: every config in examples/ validates, in both
+// output modes, with exit code 0.
 func TestValidateExamples(t *testing.T) {
 	files, err := filepath.Glob("../examples/*.hcl*")
 	if err != nil {
@@ -40,6 +42,17 @@ func TestValidateExamples(t *testing.T) {
 	}
 	if len(files) < 3 {
 		t.Fatalf("found %d examples, want cluster.hcl, cluster.hcl.json and multi-machine.hcl", len(files))
+	}
+	// Examples of external plugins validate offline: their binaries are
+	// built by `make plugins`, which a plain go test has not run.
+	sub, err := filepath.Glob("../examples/*/*.hcl*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range sub {
+		if code, out, errOut := runCmd(t, "validate", "-offline", f); code != ExitOK {
+			t.Errorf("validate -offline %s: exit %d\nstdout: %s\nstderr: %s", f, code, out, errOut)
+		}
 	}
 	for _, f := range files {
 		code, out, errOut := runCmd(t, "validate", f)
@@ -212,7 +225,7 @@ func TestValidateUsage(t *testing.T) {
 // TestValidateHelp: the help texts exist and exit 0.
 func TestValidateHelp(t *testing.T) {
 	code, out, _ := runCmd(t, "validate", "--help")
-	if code != ExitOK || !strings.Contains(out, "Usage: zhost validate [-json] FILE") || !strings.Contains(out, "-json") || !strings.Contains(out, "Exit status") {
+	if code != ExitOK || !strings.Contains(out, "Usage: zhost validate [-json] [-offline] FILE") || !strings.Contains(out, "-json") || !strings.Contains(out, "Exit status") {
 		t.Errorf("validate --help: exit %d\n%s", code, out)
 	}
 	code, out, _ = runCmd(t, "--help")
@@ -301,4 +314,46 @@ func TestStorageTypeDocs(t *testing.T) {
 		return
 	}
 	t.Errorf("%s is stale; run `ZHOST_UPDATE_DOCS=1 go test ./cmd -run TestStorageTypeDocs`", path)
+}
+
+// TestValidateExternalPlugin: validate starts an external plugin to learn
+// its storage schema, so a mistake in a storage of that type is reported
+// at its line; -offline takes the settings as written.
+func TestValidateExternalPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the example storage plugin")
+	}
+	bin := testbin.Build(t, "ZHOST_CUSTOM_STORAGE", "./examples/custom-storage", "zhost-plugin-custom-storage")
+	cfg := `server "zeo" { listen = "127.0.0.1:9100" }
+plugin "custom" { path = %q }
+storage "c" {
+  type = "custom"
+  path = "var/c.jsonl"
+  %s
+}
+partition "main" { storage = storage.c }
+client "app1" { listen = "127.0.0.1:8081" }
+`
+	good := writeTemp(t, "good.hcl", fmt.Sprintf(cfg, bin, "sync = false"))
+	if code, out, errOut := runCmd(t, "validate", good); code != ExitOK {
+		t.Fatalf("valid plugin config: exit %d\n%s%s", code, out, errOut)
+	}
+	bad := writeTemp(t, "bad.hcl", fmt.Sprintf(cfg, bin, "synk = false"))
+	code, out, _ := runCmd(t, "validate", "-json", bad)
+	var rep hcl.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if code != ExitFailure || len(rep.Diagnostics) != 1 || rep.Diagnostics[0].Summary != "Unsupported argument" ||
+		rep.Diagnostics[0].Range.Start.Line != 6 || rep.Diagnostics[0].Range.Start.Column != 3 {
+		t.Errorf("misspelt plugin setting: exit %d, report %s", code, out)
+	}
+	if code, out, errOut := runCmd(t, "validate", "-offline", bad); code != ExitOK {
+		t.Errorf("-offline: exit %d\n%s%s", code, out, errOut)
+	}
+	missing := writeTemp(t, "missing.hcl", fmt.Sprintf(cfg, filepath.Join(t.TempDir(), "nope"), ""))
+	code, _, errOut := runCmd(t, "validate", missing)
+	if code != ExitFailure || !strings.Contains(errOut, "Cannot load plugin schema") || !strings.Contains(errOut, "line 2") {
+		t.Errorf("missing plugin binary: exit %d\n%s", code, errOut)
+	}
 }

@@ -28,6 +28,9 @@ type builder struct {
 	nodes    map[string]hcl2.Range
 	// mountArgs keeps each mount's args entries for the partition checks.
 	mountArgs map[string][]objEntry
+	// skip holds blocks whose name is invalid or taken; they are reported
+	// and not built, so they cause no second diagnostic.
+	skip map[*blockData]bool
 	// badStorageRef is set when a partition's storage reference failed,
 	// so no storage is called unused because of it.
 	badStorageRef bool
@@ -40,39 +43,33 @@ func (b *builder) build(body hcl2.Body) {
 	b.mountArgs = map[string][]objEntry{}
 	b.cfg.PluginDir, _ = top.attrs["plugin_dir"].str()
 
+	b.skip = map[*blockData]bool{}
 	// Names first, so references can point forward.
 	for _, bs := range spec.Blocks {
 		if bs.Label == "" {
 			continue
 		}
 		for _, blk := range top.blocks[bs.Name] {
-			b.declare(bs, blk)
+			if !b.declare(bs, blk) {
+				b.skip[blk] = true
+			}
 		}
 	}
-	for _, blk := range top.blocks["machine"] {
-		b.machine(blk)
+	each := func(typ string, fn func(*blockData)) {
+		for _, blk := range top.blocks[typ] {
+			if !b.skip[blk] {
+				fn(blk)
+			}
+		}
 	}
-	for _, blk := range top.blocks["plugin"] {
-		b.plugin(blk)
-	}
-	for _, blk := range top.blocks["storage"] {
-		b.storage(blk)
-	}
-	for _, blk := range top.blocks["partition"] {
-		b.partition(blk)
-	}
-	for _, blk := range top.blocks["mount"] {
-		b.mount(blk)
-	}
-	if blks := top.blocks["server"]; len(blks) > 0 {
-		b.server(blks[0])
-	}
-	for _, blk := range top.blocks["client"] {
-		b.client(blk)
-	}
-	for _, blk := range top.blocks["balancer"] {
-		b.balancer(blk)
-	}
+	each("machine", b.machine)
+	each("plugin", b.plugin)
+	each("storage", b.storage)
+	each("partition", b.partition)
+	each("mount", b.mount)
+	each("server", b.server)
+	each("client", b.client)
+	each("balancer", b.balancer)
 	if blks := top.blocks["sessions"]; len(blks) > 0 {
 		b.sessions(blks[0])
 	}
@@ -80,13 +77,14 @@ func (b *builder) build(body hcl2.Body) {
 }
 
 // declare records a labeled block's name, reporting an invalid name or a
-// duplicate (naming where the first one is).
-func (b *builder) declare(bs *blockSpec, blk *blockData) {
+// duplicate (naming where the first one is); false means the block is not
+// to be built.
+func (b *builder) declare(bs *blockSpec, blk *blockData) bool {
 	name := blk.label
 	if !hclsyntax.ValidIdentifier(name) {
 		b.d.errorf(blk.labelRng, "Invalid name",
 			"%q is not a valid %s name: a name starts with a letter and holds letters, digits, underscores and dashes, so it can be referenced as %s.NAME.", name, bs.Name, bs.Name)
-		return
+		return false
 	}
 	if b.declared[bs.Name] == nil {
 		b.declared[bs.Name] = map[string]hcl2.Range{}
@@ -94,14 +92,7 @@ func (b *builder) declare(bs *blockSpec, blk *blockData) {
 	if first, dup := b.declared[bs.Name][name]; dup {
 		b.d.errorf(blk.defRng, "Duplicate "+bs.Name+" block",
 			"A %s named %q is already declared at %s.", bs.Name, name, first)
-		return
-	}
-	if !bs.Many && len(b.declared[bs.Name]) > 0 {
-		for _, first := range b.declared[bs.Name] {
-			b.d.errorf(blk.defRng, "Duplicate "+bs.Name+" block",
-				"Only one %s block is allowed per file; the first one is at %s.", bs.Name, first)
-		}
-		return
+		return false
 	}
 	b.declared[bs.Name][name] = blk.defRng
 	switch bs.Name {
@@ -109,10 +100,11 @@ func (b *builder) declare(bs *blockSpec, blk *blockData) {
 		if first, dup := b.nodes[name]; dup {
 			b.d.errorf(blk.labelRng, "Duplicate node name",
 				"Node names are unique across server, client and balancer blocks (`zhost run --node NAME` picks one); %q is already declared at %s.", name, first)
-			return
+			return false
 		}
 		b.nodes[name] = blk.defRng
 	}
+	return true
 }
 
 // resolveRef reports a reference to an undeclared block.

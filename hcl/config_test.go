@@ -370,3 +370,24 @@ storage "s" { type = "plain" }
 	_, diags := Parse([]byte(src), "p.hcl", pluginOptions())
 	eq(t, "diagnostics", wantStrings(gotWants(diags)), []string{"error 5:1 Cannot load plugin schema", "error 6:22 Plugin provides no storage"})
 }
+
+// TestParserReuse: a Parser parses the same file name again from scratch
+// and keeps the latest source for snippets.
+func TestParserReuse(t *testing.T) {
+	p := NewParser(testOptions())
+	if _, diags := p.Parse([]byte(`client "a" {`), "c.hcl"); !diags.HasErrors() {
+		t.Fatal("broken source parsed")
+	}
+	good := []byte(`client "a" {
+  listen = "127.0.0.1:1"
+  server = "h:1"
+}
+`)
+	cfg, diags := p.Parse(good, "c.hcl")
+	if diags.HasErrors() || cfg == nil {
+		t.Fatalf("second parse: %v", diags)
+	}
+	if string(p.Files()["c.hcl"].Bytes) != string(good) {
+		t.Errorf("Files keeps the old source")
+	}
+}

@@ -144,7 +144,7 @@ func TestInvalidCorpus(t *testing.T) {
 // "# want: warning ...") are exactly the ones reported.
 func TestValidCorpus(t *testing.T) {
 	var files []string
-	for _, pat := range []string{"testdata/valid/*.hcl", "testdata/valid/*.hcl.json", "../examples/*.hcl", "../examples/*.hcl.json"} {
+	for _, pat := range []string{"testdata/valid/*.hcl", "testdata/valid/*.hcl.json", "../examples/*.hcl", "../examples/*.hcl.json", "../examples/*/*.hcl", "../examples/*/*.hcl.json"} {
 		m, err := filepath.Glob(pat)
 		if err != nil {
 			t.Fatal(err)

@@ -116,12 +116,44 @@ func (c *cache) put(rec storage.Record, end storage.Tid) {
 	if c.max <= 0 {
 		return
 	}
-	sz := revSize(rec)
-	if sz+entryOverhead > c.max/8 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(rec, end)
+}
+
+// commit applies the client's own transaction tid: the revisions it
+// replaced end at tid, its records are the current ones.
+func (c *cache) commit(tid storage.Tid, recs []storage.Record) {
+	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var seen map[storage.Oid]bool
+	if len(recs) > 1 {
+		seen = make(map[storage.Oid]bool, len(recs))
+	}
+	// Newest first: an oid stored twice in the transaction keeps the
+	// last record.
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if seen != nil {
+			if seen[r.Oid] {
+				continue
+			}
+			seen[r.Oid] = true
+		}
+		c.invalidateLocked(tid, r.Oid)
+		r.Serial = tid
+		c.putLocked(r, storage.ZeroTid)
+	}
+}
+
+func (c *cache) putLocked(rec storage.Record, end storage.Tid) {
+	sz := revSize(rec)
+	if sz+entryOverhead > c.max/8 {
+		return
+	}
 	e, ok := c.items[rec.Oid]
 	if !ok {
 		e = &centry{oid: rec.Oid, size: entryOverhead}
@@ -196,17 +228,21 @@ func (c *cache) evict() {
 func (c *cache) invalidate(tid storage.Tid, oids []storage.Oid) {
 	c.mu.Lock()
 	for _, oid := range oids {
-		e, ok := c.items[oid]
-		if !ok {
-			continue
-		}
-		for i, r := range e.revs {
-			if r.end == storage.ZeroTid && r.rec.Serial < tid {
-				e.revs[i].end = tid
-			}
-		}
+		c.invalidateLocked(tid, oid)
 	}
 	c.mu.Unlock()
+}
+
+func (c *cache) invalidateLocked(tid storage.Tid, oid storage.Oid) {
+	e, ok := c.items[oid]
+	if !ok {
+		return
+	}
+	for i, r := range e.revs {
+		if r.end == storage.ZeroTid && r.rec.Serial < tid {
+			e.revs[i].end = tid
+		}
+	}
 }
 
 // clear drops everything.

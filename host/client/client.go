@@ -38,6 +38,8 @@ type Options struct {
 	WaitTimeout time.Duration
 	// MaxBackoff caps the delay between reconnect attempts. Default 2s.
 	MaxBackoff time.Duration
+	// CallTimeout bounds calls whose context has no deadline. Default 2m.
+	CallTimeout time.Duration
 	// Logger receives the client's log. Default hclog.NewNullLogger().
 	Logger hclog.Logger
 }
@@ -97,7 +99,7 @@ type flight struct {
 func Open(ctx context.Context, opts Options) (*Client, error) {
 	conn, err := Dial(ctx, ConnOptions{
 		Addr: opts.Addr, Name: opts.Name, TLS: opts.TLS, ConnectTimeout: opts.ConnectTimeout,
-		WaitTimeout: opts.WaitTimeout, MaxBackoff: opts.MaxBackoff, Logger: opts.Logger,
+		WaitTimeout: opts.WaitTimeout, MaxBackoff: opts.MaxBackoff, CallTimeout: opts.CallTimeout, Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -150,6 +152,12 @@ func (cn *Conn) Open(ctx context.Context, partition string, opts PartitionOption
 func (c *Client) open(ctx context.Context, l *link) error {
 	c.mu.Lock()
 	last := c.lastTid
+	if last == storage.ZeroTid && c.link != nil {
+		// Reopening without having applied any transaction: the server
+		// cannot tell us what changed (0 means "no cache"), yet a load
+		// may have cached a revision of a transaction we never applied.
+		c.cache.clear()
+	}
 	c.mu.Unlock()
 	_, err := l.call(ctx, &wire.Open{Partition: c.partition, LastTid: last}, func(m wire.Message, err error) {
 		if err != nil {
@@ -236,12 +244,12 @@ func (c *Client) applyCommit(tid storage.Tid, recs []storage.Record) {
 		c.mu.Unlock()
 		return
 	}
-	c.cache.invalidate(tid, oids)
-	for _, r := range recs {
-		r.Serial = tid
-		c.cache.put(r, storage.ZeroTid)
-		if f := c.inflight[r.Oid]; f != nil {
-			f.invals = append(f.invals, tid)
+	c.cache.commit(tid, recs)
+	if len(c.inflight) > 0 {
+		for _, r := range recs {
+			if f := c.inflight[r.Oid]; f != nil {
+				f.invals = append(f.invals, tid)
+			}
 		}
 	}
 	c.setLastTid(tid)

@@ -43,6 +43,11 @@ type ConnOptions struct {
 	// MaxBackoff caps the delay between reconnection attempts, which
 	// starts at 10ms and doubles. Default 2s.
 	MaxBackoff time.Duration
+	// CallTimeout bounds a call whose context has no deadline, so a
+	// server that stops answering (but keeps the connection open) cannot
+	// hang a caller. Default 2m: above the server's default commit-lock
+	// wait, so it never cuts a legitimate wait short.
+	CallTimeout time.Duration
 	// MaxMessageSize limits the frames this client accepts. Default
 	// wire.DefaultMaxMessageSize.
 	MaxMessageSize int
@@ -62,6 +67,9 @@ func (o *ConnOptions) setDefaults() error {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 2 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 2 * time.Minute
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = wire.DefaultMaxMessageSize
@@ -498,11 +506,19 @@ func (l *link) call(ctx context.Context, m wire.Message, apply func(wire.Message
 		}
 		return nil, err
 	}
+	var timeout <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(l.c.opts.CallTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case r := <-pc.ch:
 		return r.msg, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: %w", m.Kind(), ctx.Err())
+	case <-timeout:
+		return nil, fmt.Errorf("%s: no answer from %s within %s: %w", m.Kind(), l.c.opts.Addr, l.c.opts.CallTimeout, context.DeadlineExceeded)
 	}
 }
 

@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,3 +145,49 @@ func TestPackResetsOtherClients(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestFrozenServerDoesNotHang: a server that accepts and answers the
+// handshake but then never answers cannot hang a call without deadline.
+func TestFrozenServerDoesNotHang(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func() {
+				fr := wire.FrameReader{R: bufio.NewReader(c), Max: wire.DefaultMaxMessageSize}
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					switch f.Kind {
+					case wire.KindHello:
+						c.Write(wire.EncodeFrame(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: 1 << 20}))
+					case wire.KindOpen:
+						c.Write(wire.EncodeFrame(f.ID, &wire.Opened{Handle: 1, LastTid: 5}))
+					} // anything else: silence
+				}
+			}()
+		}
+	}()
+	c, err := Open(context.Background(), Options{Addr: l.Addr().String(), Partition: "main", CallTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	start := time.Now()
+	if _, err := c.Load(context.Background(), 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("load from a frozen server = %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}

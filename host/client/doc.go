@@ -46,5 +46,7 @@
 // that need the server fail with ErrDisconnected after WaitTimeout; reads
 // the cache can answer still succeed. A transaction cut off by a
 // disconnect fails; if that happened during Finish its outcome is unknown
-// and the error says so.
+// and the error says so. A call whose context has no deadline is bounded
+// by CallTimeout, so a server that stops answering without closing the
+// connection cannot hang it either.
 package client

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/zhostdb/zhost/host/storage"
@@ -17,7 +18,7 @@ type txn struct {
 	id      uint32
 	meta    storage.TxMeta
 	records []storage.Record
-	index   map[storage.Oid]int
+	arena   []byte
 	state   txnPhase
 	link    *link
 	handle  uint32
@@ -54,15 +55,18 @@ func (t *txn) Store(ctx context.Context, rec storage.Record) error {
 	if rec.Data == nil {
 		return fmt.Errorf("store %s: nil data: %w", rec.Oid, storage.ErrInvalid)
 	}
-	rec = copyRecord(rec)
-	if t.index == nil {
-		t.index = make(map[storage.Oid]int)
+	// Copy into one growing buffer: one allocation per many records.
+	// An oid stored twice is sent twice; the server, the backend and the
+	// cache all keep the last, as the contract says.
+	if cap(t.arena)-len(t.arena) < len(rec.Data) {
+		t.arena = make([]byte, 0, max(64<<10, len(rec.Data)))
 	}
-	if i, ok := t.index[rec.Oid]; ok {
-		t.records[i] = rec
-		return nil
+	start := len(t.arena)
+	t.arena = append(t.arena, rec.Data...)
+	rec.Data = t.arena[start:len(t.arena):len(t.arena)]
+	if rec.Refs != nil {
+		rec.Refs = slices.Clone(rec.Refs)
 	}
-	t.index[rec.Oid] = len(t.records)
 	t.records = append(t.records, rec)
 	return nil
 }
@@ -180,7 +184,7 @@ func (t *txn) Abort(ctx context.Context) error {
 		delete(t.c.voted, t)
 		t.c.mu.Unlock()
 	}
-	t.records = nil
+	t.records, t.arena = nil, nil
 	return nil
 }
 

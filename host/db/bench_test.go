@@ -113,6 +113,10 @@ func BenchmarkReadManyInOneTx(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("d%03d", i)
+	}
 	var tm timer
 	b.ReportAllocs()
 	for b.Loop() {
@@ -132,8 +136,8 @@ func BenchmarkReadManyInOneTx(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			for i := range n {
-				if _, err := f.Get(ctx, fmt.Sprintf("d%03d", i)); err != nil {
+			for _, name := range names {
+				if _, err := f.Get(ctx, name); err != nil {
 					return err
 				}
 			}

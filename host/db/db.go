@@ -118,15 +118,15 @@ type MountStatus struct {
 
 // Stats are counters since Open, for status pages and benchmarks.
 type Stats struct {
-	Loads       uint64 // objects loaded from storage into transactions
-	CacheHits   uint64 // loads that found the decoded object cached
-	CacheBytes  int64  // bytes currently held by the object cache
-	Commits     uint64 // transactions that wrote something
-	Conflicts   uint64 // votes that reported a conflict
-	Merges      uint64 // conflicting objects resolved by merging
-	Retries     uint64 // Update attempts repeated after a conflict
-	ReadConfl   uint64 // loads that failed as read conflicts
-	Invalidated uint64 // cache entries dropped by invalidations
+	Loads         uint64 // objects loaded from storage into transactions
+	CacheHits     uint64 // loads that found the decoded object cached
+	CacheBytes    int64  // bytes currently held by the object cache
+	Commits       uint64 // transactions that wrote something
+	Conflicts     uint64 // votes that reported a conflict
+	Merges        uint64 // conflicting objects resolved by merging
+	Retries       uint64 // Update attempts repeated after a conflict
+	ReadConflicts uint64 // loads that failed as read conflicts
+	Invalidated   uint64 // cache entries dropped by invalidations
 }
 
 // DB is an open object database: a main partition plus mounted ones. All
@@ -148,7 +148,7 @@ type DB struct {
 	closed atomic.Bool
 	wg     sync.WaitGroup
 
-	loads, hits, commits, conflicts, merges, retries, readConfl, invalidated atomic.Uint64
+	loads, hits, commits, conflicts, merges, retries, readConflicts, invalidated atomic.Uint64
 }
 
 type partKey struct{ server, name string }
@@ -493,15 +493,15 @@ func (d *DB) WaitForTid(ctx context.Context, partition string, tid storage.Tid) 
 // Stats returns the DB's counters.
 func (d *DB) Stats() Stats {
 	return Stats{
-		Loads:       d.loads.Load(),
-		CacheHits:   d.hits.Load(),
-		CacheBytes:  d.cache.size(),
-		Commits:     d.commits.Load(),
-		Conflicts:   d.conflicts.Load(),
-		Merges:      d.merges.Load(),
-		Retries:     d.retries.Load(),
-		ReadConfl:   d.readConfl.Load(),
-		Invalidated: d.invalidated.Load(),
+		Loads:         d.loads.Load(),
+		CacheHits:     d.hits.Load(),
+		CacheBytes:    d.cache.size(),
+		Commits:       d.commits.Load(),
+		Conflicts:     d.conflicts.Load(),
+		Merges:        d.merges.Load(),
+		Retries:       d.retries.Load(),
+		ReadConflicts: d.readConflicts.Load(),
+		Invalidated:   d.invalidated.Load(),
 	}
 }
 

@@ -89,10 +89,13 @@
 // child only unlinks it; the collector reclaims it.
 //
 // Folders keep up to MaxInlineChildren children in their own record and
-// then move them into buckets of up to MaxBucketChildren records each
-// (a one-level B-tree), so adding a child to a large folder rewrites
-// one small bucket. The folder record keeps one pair per bucket, so a
-// folder of a million children has a record of a few hundred KiB.
+// then move them into bucket records of up to MaxBucketChildren children
+// each (a one-level B-tree), so adding a child to a large folder rewrites
+// one small bucket, and adds to different buckets do not even conflict.
+// The folder record keeps one (first name, oid) pair per bucket, so a
+// folder of a million children has a record of roughly 100 KiB that is
+// rewritten only when a bucket splits; that is the practical limit on a
+// folder's size.
 //
 // # Conflicts and merging
 //

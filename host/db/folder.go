@@ -42,6 +42,17 @@ type Folder struct {
 	Persistent
 	entries []folderEntry // inline children, sorted
 	buckets []folderEntry // bucketed: first name -> bucket oid, sorted; buckets[0].Name == ""
+	// shared: entries and buckets belong to the cached state this copy
+	// was made from (copy on write), so loading a large folder costs no
+	// copy until the transaction changes it.
+	shared bool
+}
+
+// own makes f's slices private before a change.
+func (f *Folder) own() {
+	if f.shared {
+		f.entries, f.buckets, f.shared = slices.Clone(f.entries), slices.Clone(f.buckets), false
+	}
 }
 
 // folderEntry is one (name, oid) pair, encoded as a two-element array.
@@ -84,9 +95,9 @@ func (f *Folder) UnmarshalCBOR(data []byte) error {
 	return nil
 }
 
-// Clone implements Cloner.
+// Clone implements Cloner. The copy shares the entries until it changes.
 func (f *Folder) Clone() Object {
-	return &Folder{entries: slices.Clone(f.entries), buckets: slices.Clone(f.buckets)}
+	return &Folder{entries: f.entries, buckets: f.buckets, shared: true}
 }
 
 func (f *Folder) refs() []storage.Oid {
@@ -138,6 +149,13 @@ type bucket struct {
 	Persistent
 	entries []folderEntry
 	splits  uint64 // bumped when the bucket gives half its entries away
+	shared  bool   // entries belong to the cached state (copy on write)
+}
+
+func (b *bucket) own() {
+	if b.shared {
+		b.entries, b.shared = slices.Clone(b.entries), false
+	}
 }
 
 type bucketWire struct {
@@ -165,7 +183,7 @@ func (b *bucket) UnmarshalCBOR(data []byte) error {
 }
 
 func (b *bucket) Clone() Object {
-	return &bucket{entries: slices.Clone(b.entries), splits: b.splits}
+	return &bucket{entries: b.entries, splits: b.splits, shared: true}
 }
 
 func (b *bucket) refs() []storage.Oid {
@@ -307,6 +325,7 @@ func (f *Folder) lookup(ctx context.Context, name string) (storage.Oid, bool, er
 
 // set adds or replaces a stored child.
 func (f *Folder) set(ctx context.Context, name string, oid storage.Oid) error {
+	f.own()
 	if len(f.buckets) == 0 {
 		f.entries = insertEntry(f.entries, name, oid)
 		if len(f.entries) > MaxInlineChildren {
@@ -318,6 +337,7 @@ func (f *Folder) set(ctx context.Context, name string, oid storage.Oid) error {
 	if err != nil {
 		return err
 	}
+	b.own()
 	b.entries = insertEntry(b.entries, name, oid)
 	if len(b.entries) <= MaxBucketChildren {
 		return nil
@@ -369,6 +389,7 @@ func (f *Folder) remove(ctx context.Context, name string) (bool, error) {
 	if len(f.buckets) == 0 {
 		i, ok := searchEntries(f.entries, name)
 		if ok {
+			f.own()
 			f.entries = slices.Delete(f.entries, i, i+1)
 		}
 		return ok, nil
@@ -379,6 +400,7 @@ func (f *Folder) remove(ctx context.Context, name string) (bool, error) {
 	}
 	i, ok := searchEntries(b.entries, name)
 	if ok {
+		b.own()
 		b.entries = slices.Delete(b.entries, i, i+1)
 	}
 	return ok, nil

@@ -103,7 +103,7 @@ func TestPacklessReadConflict(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if d.Stats().ReadConfl == 0 {
+	if d.Stats().ReadConflicts == 0 {
 		t.Fatal("read conflicts not counted")
 	}
 }

@@ -180,6 +180,9 @@ func TestWithPluginSubprocesses(t *testing.T) {
 	t.Run("counter over two clients", func(t *testing.T) {
 		checkCounterIncrements(t, [2]*db.DB{d1, d2}, "/shop/carts/hits")
 	})
+	t.Run("documents in filestorage", func(t *testing.T) {
+		checkDocumentConflictsSerialize(t, [2]*db.DB{d1, d2}, "/shop/doc")
+	})
 	t.Run("folder adds over two clients", func(t *testing.T) {
 		checkConcurrentFolderAdds(t, [2]*db.DB{d1, d2}, "/session_data/sessions")
 	})

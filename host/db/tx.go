@@ -328,7 +328,7 @@ func (tx *Tx) load(ctx context.Context, p *partition, oid storage.Oid, path stri
 	rec, _, err := p.st.LoadBefore(ctx, oid, snap+1)
 	switch {
 	case errors.Is(err, storage.ErrNotSupported):
-		d.readConfl.Add(1)
+		d.readConflicts.Add(1)
 		return nil, fmt.Errorf("load %s (oid %s in %q) at %s: %w", path, oid, p.name, snap, ErrReadConflict)
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("load %s (oid %s in %q): %w", path, oid, p.name, ErrNotFound)

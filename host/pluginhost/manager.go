@@ -108,7 +108,9 @@ type Spec struct {
 	Where string
 }
 
-func (s Spec) where() string {
+// Location is the config location errors about the plugin point at,
+// "cluster.hcl:12", or "".
+func (s Spec) Location() string {
 	if s.Range != nil && s.Range.Filename != "" {
 		return fmt.Sprintf("%s:%d", s.Range.Filename, s.Range.Start.Line)
 	}
@@ -117,7 +119,7 @@ func (s Spec) where() string {
 
 // label is how errors name the plugin: `plugin "NAME" (cluster.hcl:12)`.
 func (s Spec) label() string {
-	if w := s.where(); w != "" {
+	if w := s.Location(); w != "" {
 		return fmt.Sprintf("plugin %q (%s)", s.Name, w)
 	}
 	return fmt.Sprintf("plugin %q", s.Name)
@@ -162,7 +164,7 @@ func NewManager(opts Options) (*Manager, error) {
 // and its config location.
 func (m *Manager) Add(spec Spec) error {
 	if spec.Name == "" {
-		return fmt.Errorf("plugin with an empty name (%s): %w", spec.where(), ErrUnknownPlugin)
+		return fmt.Errorf("plugin with an empty name (%s): %w", spec.Location(), ErrUnknownPlugin)
 	}
 	if spec.Name == BuiltinName {
 		return fmt.Errorf("%s: the name %q is reserved for the built-in plugin", spec.label(), BuiltinName)
@@ -181,7 +183,7 @@ func (m *Manager) Add(spec Spec) error {
 		return fmt.Errorf("%s: %w", spec.label(), ErrClosed)
 	}
 	if old, dup := m.plugins[spec.Name]; dup {
-		return fmt.Errorf("%s: duplicate plugin; first defined at %s", spec.label(), old.spec.where())
+		return fmt.Errorf("%s: duplicate plugin; first defined at %s", spec.label(), old.spec.Location())
 	}
 	m.plugins[spec.Name] = newPlugin(m, spec)
 	return nil

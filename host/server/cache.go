@@ -64,13 +64,33 @@ func (c *recordCache) get(oid storage.Oid) (storage.Record, bool) {
 
 // put stores rec as the current record of its oid.
 func (c *recordCache) put(rec storage.Record) {
-	sz := int64(rec.Size())
-	if c.max <= 0 || sz > c.max/4 {
-		c.remove(rec.Oid)
+	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(rec)
+}
+
+// putAll stores the records of a transaction tid as current.
+func (c *recordCache) putAll(tid storage.Tid, recs []storage.Record) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		r.Serial = tid
+		c.putLocked(r)
+	}
+}
+
+func (c *recordCache) putLocked(rec storage.Record) {
+	sz := int64(rec.Size())
+	if sz > c.max/4 {
+		c.removeLocked(rec.Oid)
+		return
+	}
 	if e, ok := c.items[rec.Oid]; ok {
 		c.size += sz - int64(e.rec.Size())
 		e.rec = rec
@@ -92,12 +112,16 @@ func (c *recordCache) put(rec storage.Record) {
 
 func (c *recordCache) remove(oid storage.Oid) {
 	c.mu.Lock()
+	c.removeLocked(oid)
+	c.mu.Unlock()
+}
+
+func (c *recordCache) removeLocked(oid storage.Oid) {
 	if e, ok := c.items[oid]; ok {
 		c.unlink(e)
 		delete(c.items, oid)
 		c.size -= int64(e.rec.Size())
 	}
-	c.mu.Unlock()
 }
 
 func (c *recordCache) clear() {

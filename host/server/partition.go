@@ -134,10 +134,7 @@ func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []stora
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if records != nil {
-		for _, r := range records {
-			r.Serial = tid
-			p.cache.put(r)
-		}
+		p.cache.putAll(tid, records)
 	} else {
 		for _, o := range oids {
 			p.cache.remove(o)

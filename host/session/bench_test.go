@@ -13,8 +13,13 @@ import (
 
 // BenchmarkMiddleware measures requests through the middleware (handler
 // called in-process with a recorder, so HTTP parsing is not measured) on
-// two nodes sharing one in-memory storage, and counts what reaches the
-// storage per request with the counting wrapper:
+// two nodes sharing one storage, alternating between them as a balancer
+// would, and counts what reaches the storage backends per request with
+// the counting wrapper. Two topologies: mem (both nodes on the same
+// in-memory storages, no network) and net (a real host/server with
+// memstorage main and packless sessions, each node on its own
+// host/client connection; the counters sit on the server's backends).
+// Cases:
 //
 //   - bare: the handler without the middleware (the baseline)
 //   - untouched: the middleware, handler never looks at the session
@@ -44,9 +49,9 @@ func BenchmarkMiddleware(b *testing.B) {
 		_, _ = io.WriteString(w, "ok")
 	})
 
-	run := func(b *testing.B, name string, h func(m *Manager) http.Handler) {
+	run := func(b *testing.B, name string, newC func(b *testing.B) *cluster, h func(m *Manager) http.Handler) {
 		b.Run(name, func(b *testing.B) {
-			c := newCluster(b, 2, Options{})
+			c := newC(b)
 			// One browser with a session, created through node 1.
 			setup := httptest.NewRecorder()
 			c.nodes[0].m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,10 +82,19 @@ func BenchmarkMiddleware(b *testing.B) {
 			b.ReportMetric(float64(c.main.loads.Load()+c.sess.loads.Load()-loads)/n, "loads/op")
 		})
 	}
-	run(b, "bare", func(*Manager) http.Handler { return untouched })
-	run(b, "untouched", func(m *Manager) http.Handler { return m.Middleware(untouched) })
-	run(b, "read-only", func(m *Manager) http.Handler { return m.Middleware(read) })
-	run(b, "read-write", func(m *Manager) http.Handler { return m.Middleware(write) })
+	topologies := []struct {
+		name string
+		newC func(b *testing.B) *cluster
+	}{
+		{"mem", func(b *testing.B) *cluster { return newCluster(b, 2, Options{}) }},
+		{"net", func(b *testing.B) *cluster { return newNetCluster(b, 2, Options{}) }},
+	}
+	for _, tp := range topologies {
+		run(b, tp.name+"/bare", tp.newC, func(*Manager) http.Handler { return untouched })
+		run(b, tp.name+"/untouched", tp.newC, func(m *Manager) http.Handler { return m.Middleware(untouched) })
+		run(b, tp.name+"/read-only", tp.newC, func(m *Manager) http.Handler { return m.Middleware(read) })
+		run(b, tp.name+"/read-write", tp.newC, func(m *Manager) http.Handler { return m.Middleware(write) })
+	}
 }
 
 // BenchmarkNewSessions measures session creation (a cookie, a record, a

@@ -45,14 +45,28 @@
 // first use (with its parents; under /session_data it lands in the
 // packless partition through the mount). Inside it: "items", one Record
 // object per session named by Key(id), a SHA-256 prefix of the id, so
-// the stored tree holds no credential; "count", a merging db.Counter used
-// for the limit; and "sweep_lease", the sweeper's lease document.
+// the stored tree holds no credential; "count", the number of sessions
+// (a Count) for the limit; and "sweep_lease", the sweeper's lease
+// document.
 //
 // Handle is the session data manager for one request (FromRequest). It is
 // lazy: a request that never asks costs no storage access at all. The
 // first call loads the session in the request's transaction; changes
 // stay in the handle and are written when the request ends (or at
 // Handle.Commit) in that transaction, only if something changed.
+//
+// The middleware holds the response back (up to MaxBuffered bytes) until
+// that commit is done, so a browser never gets an answer whose session
+// change was not stored: on failure the held answer is replaced by
+// WriteError's (409 for a conflict, 503 for ErrFull). It also means a
+// handler may create the session after it started writing its body. A
+// handler that flushes or streams more than MaxBuffered sends early.
+//
+// Read-your-writes across nodes: after a commit that changed the data,
+// the response carries a second cookie (BrowserIDs.VersionCookieName)
+// with the session's new Version. A node that serves the browser's next
+// request and does not see that version yet (its client has not applied
+// the invalidation) waits for it, up to StaleWait, before answering.
 //
 // # Timeouts, refresh, limit
 //
@@ -63,12 +77,13 @@
 // at once; the sweeper removes them Refresh (at least 5s) later.
 //
 // With Limit set, a request that would create session number Limit+1
-// gets ErrFull from Set and the middleware's WriteError answers 503 with
-// Retry-After; existing sessions keep working, and new ones are accepted
-// again as soon as expired ones are swept or sessions are invalidated.
-// The check reads the count when the session is created, so concurrent
-// creations on several nodes can overshoot Limit by at most the number of
-// sessions being created at that moment.
+// gets ErrFull (from Set, or from the commit when another node took the
+// last place meanwhile) and the middleware answers 503 with Retry-After;
+// existing sessions keep working, and new ones are accepted again as soon
+// as expired ones are swept or sessions are invalidated. The limit is
+// exact: the count object (Count) merges concurrent changes only while
+// the result stays within the limit, so two nodes cannot both take the
+// last place.
 //
 // # Concurrent requests of one browser
 //

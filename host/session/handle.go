@@ -153,6 +153,11 @@ func (h *Handle) load(ctx context.Context) error {
 				continue
 			}
 			h.m.log.Warn("node still behind the session version the browser wrote; going on", "key", Key(id), "want", want)
+			if rec == nil && h.rw != nil {
+				// Most likely deleted meanwhile (another tab logged
+				// out): stop the browser from asking again.
+				h.rw.expireVersion(h.m.ids, h.r)
+			}
 		}
 		if rec != nil && !rec.Deleted && !rec.expired(h.m.o.Now(), h.m.o.Timeout, h.m.o.Lifetime) {
 			h.id, h.base, h.created, h.lastAccess = id, rec.Clone().(*Record), rec.Created, rec.LastAccess
@@ -470,10 +475,10 @@ func (h *Handle) Key() string {
 // Tx returns the request's transaction, so the handler's own changes to
 // the object tree commit atomically with the session's at the end of the
 // request. After Tx, a conflict on the handler's objects that merging
-// cannot resolve fails the end-of-request commit (nothing of the request
-// is written; the middleware logs it and, if the handler has not written
-// a response, answers 409). Without Tx, a session conflict that merging
-// cannot resolve is simply redone in a fresh transaction.
+// cannot resolve fails the end-of-request commit: nothing of the request
+// is written, and the middleware replaces the held answer with 409 (see
+// Middleware). Without Tx, a session conflict that merging cannot
+// resolve is simply redone in a fresh transaction.
 func (h *Handle) Tx(ctx context.Context) (*db.Tx, error) {
 	if err := h.check(); err != nil {
 		return nil, err
@@ -653,14 +658,13 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 		if err != nil {
 			return nil, 0, err
 		}
-		if lim := int64(h.m.o.Limit); lim > 0 {
-			if c.N >= lim {
-				h.m.refused.Add(1)
-				return nil, 0, fmt.Errorf("store new session: %d of %d sessions: %w", c.N, lim, ErrFull)
-			}
-			c.Limit = lim
+		lim := int64(h.m.o.Limit)
+		if lim > 0 && c.N >= lim {
+			h.m.refused.Add(1)
+			return nil, 0, fmt.Errorf("store new session: %d of %d sessions: %w", c.N, lim, ErrFull)
 		}
 		c.N++
+		c.Limit = lim
 		reason := ReasonNew
 		if h.copyFrom != "" {
 			reason = ReasonRenewed

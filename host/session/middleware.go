@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,9 +57,9 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		completed := false
 		defer func() {
 			if !completed {
+				// Nothing held back is sent: net/http sees the panic
+				// and drops the connection, as without the middleware.
 				h.abort()
-				// Let net/http see the panic with what was written.
-				rw.send()
 			}
 		}()
 		next.ServeHTTP(rw, r)
@@ -74,7 +75,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 				WriteError(rw, err)
 			}
 		}
-		rw.send()
+		rw.sendComplete(r.Method)
 	})
 }
 
@@ -161,10 +162,20 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	return w.buf.Write(b)
 }
 
-// send sends the held status and body (once).
-func (w *responseWriter) send() {
+// sendComplete sends the held response of a handler that returned: the
+// whole body is known, so it goes with a Content-Length (no chunking)
+// unless the handler said otherwise.
+func (w *responseWriter) sendComplete(method string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.sent {
+		return
+	}
+	h := w.w.Header()
+	if n := w.buf.Len(); n > 0 && method != http.MethodHead && h.Get("Content-Length") == "" &&
+		h.Get("Transfer-Encoding") == "" && w.status >= 200 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(n))
+	}
 	_ = w.sendLocked()
 }
 
@@ -250,6 +261,16 @@ func (w *responseWriter) expireCookie(b *BrowserIDs, r *http.Request) {
 	dropSetCookie(h, b.name)
 	dropSetCookie(h, b.VersionCookieName())
 	b.ExpireCookie(w, r)
+	http.SetCookie(w, b.versionCookie(r, 0))
+}
+
+// expireVersion drops the version cookie (it names a version of a
+// session that no longer exists), if the headers have not gone out yet.
+func (w *responseWriter) expireVersion(b *BrowserIDs, r *http.Request) {
+	if w.headersWritten() {
+		return
+	}
+	dropSetCookie(w.w.Header(), b.VersionCookieName())
 	http.SetCookie(w, b.versionCookie(r, 0))
 }
 

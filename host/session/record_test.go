@@ -164,3 +164,26 @@ func TestDeletionConflictsWithConcurrentWriters(t *testing.T) {
 		t.Fatalf("count = %d, want 0", n)
 	}
 }
+
+func TestCountMergeKeepsTheLimit(t *testing.T) {
+	old := &Count{N: 3}
+	// Two creations at 3 of 5: both fit.
+	got, err := (&Count{N: 4, Limit: 5}).Merge(old, &Count{N: 4, Limit: 5})
+	if err != nil || got.(*Count).N != 5 {
+		t.Fatalf("merge within the limit: %v %v", got, err)
+	}
+	// A creation at 4 of 5 against a committed 5: refused.
+	if _, err := (&Count{N: 5, Limit: 5}).Merge(&Count{N: 4}, &Count{N: 5}); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("merge past the limit: %v", err)
+	}
+	// Deletions always merge, also past the limit (after a lowered limit).
+	got, err = (&Count{N: 6, Limit: 5}).Merge(&Count{N: 7}, &Count{N: 9})
+	if err != nil || got.(*Count).N != 8 {
+		t.Fatalf("deletion merge: %v %v", got, err)
+	}
+	// No limit: plain addition.
+	got, err = (&Count{N: 11}).Merge(&Count{N: 10}, &Count{N: 20})
+	if err != nil || got.(*Count).N != 21 {
+		t.Fatalf("unlimited merge: %v %v", got, err)
+	}
+}

@@ -332,6 +332,66 @@ func TestLimitRefusesNewSessionsWith503(t *testing.T) {
 	late.set(b, "n", "4")
 }
 
+// TestLimitExactUnderConcurrentCreation: two browsers create the last
+// free session at the same moment on two nodes; both pass the early
+// check, but the count's merge refuses the second, so the container
+// never holds more than Limit sessions and the loser gets 503.
+func TestLimitExactUnderConcurrentCreation(t *testing.T) {
+	c := newCluster(t, 2, Options{Limit: 2})
+	newBrowser(t).set(c.nodes[0].srv.URL, "k", "v") // 1 of 2
+	var ready sync.WaitGroup
+	ready.Add(2)
+	release := make(chan struct{})
+	urls := make([]string, 2)
+	for i, nd := range c.nodes {
+		urls[i] = newServer(t, nd.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			err := FromRequest(r).Set(r.Context(), "k", "v")
+			ready.Done()
+			if err != nil {
+				WriteError(w, err)
+				return
+			}
+			<-release
+		})))
+	}
+	codes := make([]int, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, err := newBrowser(t).try("POST", urls[i], "/", nil)
+			if err != nil {
+				t.Error(err)
+			}
+			codes[i] = code
+		}()
+	}
+	ready.Wait()
+	close(release)
+	wg.Wait()
+	if !(codes[0] == 200 && codes[1] == 503 || codes[0] == 503 && codes[1] == 200) {
+		t.Fatalf("codes %v, want one 200 and one 503", codes)
+	}
+	for _, nd := range c.nodes {
+		waitFor(t, func() bool { n, _ := nd.m.Count(context.Background()); return n == 2 })
+	}
+	err := c.nodes[0].db.View(context.Background(), func(tx *db.Tx) error {
+		items, err := tx.Folder(context.Background(), c.nodes[0].m.itemsPath)
+		if err != nil {
+			return err
+		}
+		n, err := items.Len(context.Background())
+		if err == nil && n != 2 {
+			err = fmt.Errorf("%d records stored, limit 2", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConcurrentRequestsOfOneBrowserMergeKeys(t *testing.T) {
 	c := newCluster(t, 2, Options{})
 	urls := []string{c.nodes[0].srv.URL, c.nodes[1].srv.URL}
@@ -774,4 +834,67 @@ func newServer(t *testing.T, h http.Handler) string {
 	srv := httptestServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+func TestVersionCookieGivesReadYourWrites(t *testing.T) {
+	c := newCluster(t, 2, Options{StaleWait: 5 * time.Second})
+	a, b := c.nodes[0].srv.URL, c.nodes[1].srv.URL
+	br := newBrowser(t)
+	vcookie := func(jar *browser) string {
+		u, _ := url.Parse(a)
+		for _, ck := range jar.c.Jar.Cookies(u) {
+			if ck.Name == DefaultCookieName+"_v" {
+				return ck.Value
+			}
+		}
+		return ""
+	}
+	br.set(a, "k", "1")
+	if v := vcookie(br); v != "1" {
+		t.Fatalf("version cookie after creation = %q", v)
+	}
+	br.set(b, "k", "2")
+	if v := vcookie(br); v != "2" {
+		t.Fatalf("version cookie after a change = %q", v)
+	}
+	br.get(a, "k") // a read sets no version
+	if v := vcookie(br); v != "2" {
+		t.Fatalf("version cookie after a read = %q", v)
+	}
+
+	// A browser that wrote version 3 somewhere this node has not seen
+	// yet waits for it: the read answers the value of version 3.
+	ahead := newBrowser(t)
+	ahead.setCookie(a, br.cookie(a))
+	u, _ := url.Parse(a)
+	ahead.c.Jar.SetCookies(u, []*http.Cookie{{Name: DefaultCookieName + "_v", Value: "3", Path: "/"}})
+	got := make(chan string, 1)
+	go func() {
+		code, body, err := ahead.try("GET", b, "/get", url.Values{"k": {"k"}})
+		if err != nil || code != 200 {
+			body = fmt.Sprint(code, body, err)
+		}
+		got <- body
+	}()
+	br.set(a, "k", "3") // version 3 lands
+	if body := <-got; strings.TrimSpace(body) != `"3"` {
+		t.Fatalf("read while waiting for version 3: %s", body)
+	}
+}
+
+func TestStaleVersionOfDeletedSessionStopsWaiting(t *testing.T) {
+	c := newCluster(t, 1, Options{StaleWait: 50 * time.Millisecond})
+	a := c.nodes[0].srv.URL
+	br := newBrowser(t)
+	br.setCookie(a, strings.Repeat("Q", IDLength)) // well-formed, unknown
+	u, _ := url.Parse(a)
+	br.c.Jar.SetCookies(u, []*http.Cookie{{Name: DefaultCookieName + "_v", Value: "7", Path: "/"}})
+	if code, body := br.do("GET", a, "/has", nil); code != 200 || body != "false" {
+		t.Fatalf("has: %d %s", code, body)
+	}
+	for _, ck := range br.c.Jar.Cookies(u) {
+		if ck.Name == DefaultCookieName+"_v" {
+			t.Fatal("version cookie of a vanished session kept")
+		}
+	}
 }

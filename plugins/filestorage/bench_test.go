@@ -32,11 +32,20 @@ func benchOpen(b *testing.B, path string, opts filestorage.Options) *filestorage
 }
 
 // BenchmarkCommitOneRecord measures 1-record commits per second under
-// each sync policy, with one writer and with eight concurrent writers
-// (each on its own object, so they never conflict).
+// each sync policy, with one writer and with 8 (and, for group commit, 32)
+// concurrent writers, each on its own object so they never conflict.
 func BenchmarkCommitOneRecord(b *testing.B) {
-	for _, p := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup, filestorage.SyncNone} {
-		for _, writers := range []int{1, 8} {
+	cases := []struct {
+		p       filestorage.SyncPolicy
+		writers int
+	}{
+		{filestorage.SyncAlways, 1}, {filestorage.SyncAlways, 8},
+		{filestorage.SyncGroup, 1}, {filestorage.SyncGroup, 8}, {filestorage.SyncGroup, 32},
+		{filestorage.SyncNone, 1}, {filestorage.SyncNone, 8},
+	}
+	for _, c := range cases {
+		{
+			p, writers := c.p, c.writers
 			b.Run(fmt.Sprintf("sync=%s/writers=%d", p, writers), func(b *testing.B) {
 				st := benchOpen(b, filepath.Join(b.TempDir(), "Data.fs"), filestorage.Options{Sync: p})
 				defer st.Close()

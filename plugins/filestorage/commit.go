@@ -12,6 +12,8 @@ import (
 )
 
 // Begin starts a transaction. It takes no lock; any number may be open.
+// storage.ErrReadOnly on a read-only storage, storage.ErrClosed after
+// Close, storage.ErrInvalid for metadata over 16 MiB.
 func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("filestorage: begin: %w", err)

@@ -557,7 +557,8 @@ func (s *Storage) bumpOids(max storage.Oid) {
 	s.oidMu.Unlock()
 }
 
-// LastTid returns the tid of the newest visible transaction.
+// LastTid returns the tid of the newest visible transaction (ZeroTid for
+// an empty file). Safe for concurrent use; storage.ErrClosed after Close.
 func (s *Storage) LastTid(ctx context.Context) (storage.Tid, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("filestorage: last tid: %w", err)
@@ -576,9 +577,10 @@ func (s *Storage) isClosed() bool {
 	return s.closed
 }
 
-// Close aborts open transactions, stops a running pack, saves the index
-// and releases the file and its lock, in that order. Close twice returns
-// nil.
+// Close aborts open transactions, stops a running pack (its partial file
+// is removed), publishes what a group commit still has queued, saves the
+// index and releases the file and its lock, in that order. Calls after
+// Close return storage.ErrClosed; Close twice returns nil.
 func (s *Storage) Close() error {
 	s.txMu.Lock()
 	if s.closed {

@@ -26,7 +26,11 @@ import (
 // committed meanwhile, fsync, rename, and swap the open file and index.
 // Loads go on throughout (a reader of the old generation keeps it open
 // until done); commits wait only during step 3. One pack runs at a time;
-// a second waits for the first. progress gets bytes done and total.
+// a second waits for the first. progress gets bytes done and total, never
+// while a lock is held. Errors: storage.ErrInvalid for a tid in the
+// future, storage.ErrReadOnly, storage.ErrClosed if the storage closes
+// meanwhile, the context's error if it ends; a failed pack leaves Data.fs
+// as it was.
 func (s *Storage) Pack(ctx context.Context, tid storage.Tid, progress func(done, total int64)) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("filestorage: pack: %w", err)

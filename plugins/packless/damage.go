@@ -17,16 +17,16 @@ var journalName = regexp.MustCompile(`^[0-9]+\.log$`)
 // a third of the journal is touched. It is for crash-recovery tests
 // (storagetest's Factory.Crash), never for a store in use.
 func DamageJournal(dir string, n int64, garbage bool) error {
-	p, err := NewestFile(dir, journalName)
+	p, err := newestFile(dir, journalName)
 	if err != nil {
 		return err
 	}
 	return damageTail(p, n, garbage)
 }
 
-// NewestFile returns the path of the highest numbered file in dir whose
-// name matches re. LevelDB numbers its files in creation order. For tests.
-func NewestFile(dir string, re *regexp.Regexp) (string, error) {
+// newestFile returns the path of the highest numbered file in dir whose
+// name matches re. LevelDB numbers its files in creation order.
+func newestFile(dir string, re *regexp.Regexp) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return "", fmt.Errorf("newest file in %s: %w", dir, err)

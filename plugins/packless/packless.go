@@ -69,9 +69,10 @@ type Storage struct {
 }
 
 // Open opens (creating if needed) the packless store in the directory
-// path. A corrupt store is recovered with LevelDB's table recovery (table
-// files it cannot read at all are moved aside as NAME.corrupt) and every
-// step is logged. A store another process holds returns ErrLocked.
+// path. A store LevelDB reports corrupt is recovered with LevelDB's table
+// recovery (a copy of a damaged table kept as NAME.corrupt), repaired with
+// Collect, and every step logged. A store another process holds returns
+// ErrLocked. Close releases it.
 func Open(path string, opts Options) (*Storage, error) {
 	log := opts.Logger
 	if log == nil {

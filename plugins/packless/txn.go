@@ -159,7 +159,13 @@ func (t *txn) prepare() error {
 				candidates = append(candidates, x)
 			}
 		}
-		candidates = append(candidates, r.Oid) // a record nobody references is garbage
+		if !existed[i] {
+			// A new object nobody references is garbage. An object that
+			// existed has a positive count (else an earlier commit would
+			// have collected it), so it is a candidate only if a
+			// reference to it goes away, which the loop above notes.
+			candidates = append(candidates, r.Oid)
+		}
 	}
 	// Collect: every candidate with no references left goes, and takes
 	// its references' counts down with it.

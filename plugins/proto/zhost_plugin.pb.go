@@ -1746,9 +1746,14 @@ func (x *BeginResponse) GetTxn() uint64 {
 }
 
 type StoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Txn           uint64                 `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
-	Records       []*Record              `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transaction; 0 begins a new one in handle with meta first (and
+	// the response names it). If the request then fails, the plugin aborts
+	// the transaction it began.
+	Txn           uint64    `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
+	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Handle        uint64    `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	Meta          *TxMeta   `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1797,6 +1802,64 @@ func (x *StoreRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *StoreRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *StoreRequest) GetMeta() *TxMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type StoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Txn           uint64                 `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreResponse) Reset() {
+	*x = StoreResponse{}
+	mi := &file_zhost_plugin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreResponse) ProtoMessage() {}
+
+func (x *StoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zhost_plugin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreResponse.ProtoReflect.Descriptor instead.
+func (*StoreResponse) Descriptor() ([]byte, []int) {
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StoreResponse) GetTxn() uint64 {
+	if x != nil {
+		return x.Txn
+	}
+	return 0
+}
+
 type TxnRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Txn           uint64                 `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
@@ -1806,7 +1869,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[29]
+	mi := &file_zhost_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1881,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[29]
+	mi := &file_zhost_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1894,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{29}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TxnRequest) GetTxn() uint64 {
@@ -1852,7 +1915,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[30]
+	mi := &file_zhost_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1927,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[30]
+	mi := &file_zhost_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1940,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{30}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HistoryRequest) GetHandle() uint64 {
@@ -1912,7 +1975,7 @@ type Revision struct {
 
 func (x *Revision) Reset() {
 	*x = Revision{}
-	mi := &file_zhost_plugin_proto_msgTypes[31]
+	mi := &file_zhost_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +1987,7 @@ func (x *Revision) String() string {
 func (*Revision) ProtoMessage() {}
 
 func (x *Revision) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[31]
+	mi := &file_zhost_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2000,7 @@ func (x *Revision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revision.ProtoReflect.Descriptor instead.
 func (*Revision) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{31}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Revision) GetSerial() uint64 {
@@ -1970,7 +2033,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[32]
+	mi := &file_zhost_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2045,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[32]
+	mi := &file_zhost_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2058,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{32}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HistoryResponse) GetRevisions() []*Revision {
@@ -2016,7 +2079,7 @@ type IterateRequest struct {
 
 func (x *IterateRequest) Reset() {
 	*x = IterateRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[33]
+	mi := &file_zhost_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2091,7 @@ func (x *IterateRequest) String() string {
 func (*IterateRequest) ProtoMessage() {}
 
 func (x *IterateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[33]
+	mi := &file_zhost_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2104,7 @@ func (x *IterateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IterateRequest.ProtoReflect.Descriptor instead.
 func (*IterateRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{33}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IterateRequest) GetHandle() uint64 {
@@ -2076,7 +2139,7 @@ type TxInfo struct {
 
 func (x *TxInfo) Reset() {
 	*x = TxInfo{}
-	mi := &file_zhost_plugin_proto_msgTypes[34]
+	mi := &file_zhost_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2151,7 @@ func (x *TxInfo) String() string {
 func (*TxInfo) ProtoMessage() {}
 
 func (x *TxInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[34]
+	mi := &file_zhost_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2164,7 @@ func (x *TxInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxInfo.ProtoReflect.Descriptor instead.
 func (*TxInfo) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{34}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TxInfo) GetTid() uint64 {
@@ -2135,7 +2198,7 @@ type TxRecords struct {
 
 func (x *TxRecords) Reset() {
 	*x = TxRecords{}
-	mi := &file_zhost_plugin_proto_msgTypes[35]
+	mi := &file_zhost_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2210,7 @@ func (x *TxRecords) String() string {
 func (*TxRecords) ProtoMessage() {}
 
 func (x *TxRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[35]
+	mi := &file_zhost_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2223,7 @@ func (x *TxRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecords.ProtoReflect.Descriptor instead.
 func (*TxRecords) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{35}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TxRecords) GetInfo() *TxInfo {
@@ -2187,7 +2250,7 @@ type UndoLogRequest struct {
 
 func (x *UndoLogRequest) Reset() {
 	*x = UndoLogRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[36]
+	mi := &file_zhost_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2262,7 @@ func (x *UndoLogRequest) String() string {
 func (*UndoLogRequest) ProtoMessage() {}
 
 func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[36]
+	mi := &file_zhost_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2275,7 @@ func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogRequest.ProtoReflect.Descriptor instead.
 func (*UndoLogRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{36}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UndoLogRequest) GetHandle() uint64 {
@@ -2238,7 +2301,7 @@ type UndoLogResponse struct {
 
 func (x *UndoLogResponse) Reset() {
 	*x = UndoLogResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[37]
+	mi := &file_zhost_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2313,7 @@ func (x *UndoLogResponse) String() string {
 func (*UndoLogResponse) ProtoMessage() {}
 
 func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[37]
+	mi := &file_zhost_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2326,7 @@ func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogResponse.ProtoReflect.Descriptor instead.
 func (*UndoLogResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{37}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UndoLogResponse) GetTransactions() []*TxInfo {
@@ -2284,7 +2347,7 @@ type UndoRequest struct {
 
 func (x *UndoRequest) Reset() {
 	*x = UndoRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[38]
+	mi := &file_zhost_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2359,7 @@ func (x *UndoRequest) String() string {
 func (*UndoRequest) ProtoMessage() {}
 
 func (x *UndoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[38]
+	mi := &file_zhost_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2372,7 @@ func (x *UndoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoRequest.ProtoReflect.Descriptor instead.
 func (*UndoRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{38}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UndoRequest) GetHandle() uint64 {
@@ -2343,7 +2406,7 @@ type UndoResponse struct {
 
 func (x *UndoResponse) Reset() {
 	*x = UndoResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[39]
+	mi := &file_zhost_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2418,7 @@ func (x *UndoResponse) String() string {
 func (*UndoResponse) ProtoMessage() {}
 
 func (x *UndoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[39]
+	mi := &file_zhost_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2431,7 @@ func (x *UndoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoResponse.ProtoReflect.Descriptor instead.
 func (*UndoResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{39}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UndoResponse) GetTid() uint64 {
@@ -2397,7 +2460,7 @@ type PackRequest struct {
 
 func (x *PackRequest) Reset() {
 	*x = PackRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[40]
+	mi := &file_zhost_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2472,7 @@ func (x *PackRequest) String() string {
 func (*PackRequest) ProtoMessage() {}
 
 func (x *PackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[40]
+	mi := &file_zhost_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2485,7 @@ func (x *PackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackRequest.ProtoReflect.Descriptor instead.
 func (*PackRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{40}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PackRequest) GetHandle() uint64 {
@@ -2456,7 +2519,7 @@ type PackProgress struct {
 
 func (x *PackProgress) Reset() {
 	*x = PackProgress{}
-	mi := &file_zhost_plugin_proto_msgTypes[41]
+	mi := &file_zhost_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2531,7 @@ func (x *PackProgress) String() string {
 func (*PackProgress) ProtoMessage() {}
 
 func (x *PackProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[41]
+	mi := &file_zhost_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2544,7 @@ func (x *PackProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackProgress.ProtoReflect.Descriptor instead.
 func (*PackProgress) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{41}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PackProgress) GetDone() int64 {
@@ -2511,7 +2574,7 @@ type ResolveRequest struct {
 
 func (x *ResolveRequest) Reset() {
 	*x = ResolveRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[42]
+	mi := &file_zhost_plugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2586,7 @@ func (x *ResolveRequest) String() string {
 func (*ResolveRequest) ProtoMessage() {}
 
 func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[42]
+	mi := &file_zhost_plugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2599,7 @@ func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{42}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ResolveRequest) GetFunction() string {
@@ -2572,7 +2635,7 @@ type MountTarget struct {
 
 func (x *MountTarget) Reset() {
 	*x = MountTarget{}
-	mi := &file_zhost_plugin_proto_msgTypes[43]
+	mi := &file_zhost_plugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2647,7 @@ func (x *MountTarget) String() string {
 func (*MountTarget) ProtoMessage() {}
 
 func (x *MountTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[43]
+	mi := &file_zhost_plugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2660,7 @@ func (x *MountTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountTarget.ProtoReflect.Descriptor instead.
 func (*MountTarget) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{43}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MountTarget) GetPartition() string {
@@ -2750,10 +2813,14 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12+\n" +
 	"\x04meta\x18\x02 \x01(\v2\x17.zhost.plugin.v1.TxMetaR\x04meta\"!\n" +
 	"\rBeginResponse\x12\x10\n" +
-	"\x03txn\x18\x01 \x01(\x04R\x03txn\"S\n" +
+	"\x03txn\x18\x01 \x01(\x04R\x03txn\"\x98\x01\n" +
 	"\fStoreRequest\x12\x10\n" +
 	"\x03txn\x18\x01 \x01(\x04R\x03txn\x121\n" +
-	"\arecords\x18\x02 \x03(\v2\x17.zhost.plugin.v1.RecordR\arecords\"\x1e\n" +
+	"\arecords\x18\x02 \x03(\v2\x17.zhost.plugin.v1.RecordR\arecords\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\x04R\x06handle\x12+\n" +
+	"\x04meta\x18\x04 \x01(\v2\x17.zhost.plugin.v1.TxMetaR\x04meta\"!\n" +
+	"\rStoreResponse\x12\x10\n" +
+	"\x03txn\x18\x01 \x01(\x04R\x03txn\"\x1e\n" +
 	"\n" +
 	"TxnRequest\x12\x10\n" +
 	"\x03txn\x18\x01 \x01(\x04R\x03txn\"L\n" +
@@ -2807,7 +2874,7 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x06server\x18\x03 \x01(\tR\x06server2\xa8\x01\n" +
 	"\x06Plugin\x12J\n" +
 	"\bDescribe\x12 .zhost.plugin.v1.DescribeRequest\x1a\x1c.zhost.plugin.v1.Description\x12R\n" +
-	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\xea\b\n" +
+	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\xfa\b\n" +
 	"\aBackend\x12C\n" +
 	"\x04Open\x12\x1c.zhost.plugin.v1.OpenRequest\x1a\x1d.zhost.plugin.v1.OpenResponse\x12?\n" +
 	"\x05Close\x12\x1e.zhost.plugin.v1.HandleRequest\x1a\x16.zhost.plugin.v1.Empty\x12=\n" +
@@ -2816,9 +2883,9 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"LoadBefore\x12\".zhost.plugin.v1.LoadBeforeRequest\x1a#.zhost.plugin.v1.LoadBeforeResponse\x12D\n" +
 	"\aNewOids\x12\x1f.zhost.plugin.v1.NewOidsRequest\x1a\x18.zhost.plugin.v1.OidList\x12D\n" +
 	"\aLastTid\x12\x1e.zhost.plugin.v1.HandleRequest\x1a\x19.zhost.plugin.v1.TidValue\x12F\n" +
-	"\x05Begin\x12\x1d.zhost.plugin.v1.BeginRequest\x1a\x1e.zhost.plugin.v1.BeginResponse\x12>\n" +
-	"\x05Store\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x16.zhost.plugin.v1.Empty\x12=\n" +
-	"\x04Vote\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x16.zhost.plugin.v1.Empty\x12@\n" +
+	"\x05Begin\x12\x1d.zhost.plugin.v1.BeginRequest\x1a\x1e.zhost.plugin.v1.BeginResponse\x12F\n" +
+	"\x05Store\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12E\n" +
+	"\x04Vote\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12@\n" +
 	"\x06Finish\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x19.zhost.plugin.v1.TidValue\x12<\n" +
 	"\x05Abort\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x16.zhost.plugin.v1.Empty\x12L\n" +
 	"\aHistory\x12\x1f.zhost.plugin.v1.HistoryRequest\x1a .zhost.plugin.v1.HistoryResponse\x12H\n" +
@@ -2842,7 +2909,7 @@ func file_zhost_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_zhost_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zhost_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_zhost_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_zhost_plugin_proto_goTypes = []any{
 	(ErrorDetail_Kind)(0),      // 0: zhost.plugin.v1.ErrorDetail.Kind
 	(*ConfigureRequest)(nil),   // 1: zhost.plugin.v1.ConfigureRequest
@@ -2874,29 +2941,30 @@ var file_zhost_plugin_proto_goTypes = []any{
 	(*BeginRequest)(nil),       // 27: zhost.plugin.v1.BeginRequest
 	(*BeginResponse)(nil),      // 28: zhost.plugin.v1.BeginResponse
 	(*StoreRequest)(nil),       // 29: zhost.plugin.v1.StoreRequest
-	(*TxnRequest)(nil),         // 30: zhost.plugin.v1.TxnRequest
-	(*HistoryRequest)(nil),     // 31: zhost.plugin.v1.HistoryRequest
-	(*Revision)(nil),           // 32: zhost.plugin.v1.Revision
-	(*HistoryResponse)(nil),    // 33: zhost.plugin.v1.HistoryResponse
-	(*IterateRequest)(nil),     // 34: zhost.plugin.v1.IterateRequest
-	(*TxInfo)(nil),             // 35: zhost.plugin.v1.TxInfo
-	(*TxRecords)(nil),          // 36: zhost.plugin.v1.TxRecords
-	(*UndoLogRequest)(nil),     // 37: zhost.plugin.v1.UndoLogRequest
-	(*UndoLogResponse)(nil),    // 38: zhost.plugin.v1.UndoLogResponse
-	(*UndoRequest)(nil),        // 39: zhost.plugin.v1.UndoRequest
-	(*UndoResponse)(nil),       // 40: zhost.plugin.v1.UndoResponse
-	(*PackRequest)(nil),        // 41: zhost.plugin.v1.PackRequest
-	(*PackProgress)(nil),       // 42: zhost.plugin.v1.PackProgress
-	(*ResolveRequest)(nil),     // 43: zhost.plugin.v1.ResolveRequest
-	(*MountTarget)(nil),        // 44: zhost.plugin.v1.MountTarget
-	nil,                        // 45: zhost.plugin.v1.ConfigureRequest.ConfigEntry
-	nil,                        // 46: zhost.plugin.v1.StringMap.ValuesEntry
-	nil,                        // 47: zhost.plugin.v1.OpenRequest.ConfigEntry
-	nil,                        // 48: zhost.plugin.v1.TxMeta.ExtensionEntry
-	(*structpb.Struct)(nil),    // 49: google.protobuf.Struct
+	(*StoreResponse)(nil),      // 30: zhost.plugin.v1.StoreResponse
+	(*TxnRequest)(nil),         // 31: zhost.plugin.v1.TxnRequest
+	(*HistoryRequest)(nil),     // 32: zhost.plugin.v1.HistoryRequest
+	(*Revision)(nil),           // 33: zhost.plugin.v1.Revision
+	(*HistoryResponse)(nil),    // 34: zhost.plugin.v1.HistoryResponse
+	(*IterateRequest)(nil),     // 35: zhost.plugin.v1.IterateRequest
+	(*TxInfo)(nil),             // 36: zhost.plugin.v1.TxInfo
+	(*TxRecords)(nil),          // 37: zhost.plugin.v1.TxRecords
+	(*UndoLogRequest)(nil),     // 38: zhost.plugin.v1.UndoLogRequest
+	(*UndoLogResponse)(nil),    // 39: zhost.plugin.v1.UndoLogResponse
+	(*UndoRequest)(nil),        // 40: zhost.plugin.v1.UndoRequest
+	(*UndoResponse)(nil),       // 41: zhost.plugin.v1.UndoResponse
+	(*PackRequest)(nil),        // 42: zhost.plugin.v1.PackRequest
+	(*PackProgress)(nil),       // 43: zhost.plugin.v1.PackProgress
+	(*ResolveRequest)(nil),     // 44: zhost.plugin.v1.ResolveRequest
+	(*MountTarget)(nil),        // 45: zhost.plugin.v1.MountTarget
+	nil,                        // 46: zhost.plugin.v1.ConfigureRequest.ConfigEntry
+	nil,                        // 47: zhost.plugin.v1.StringMap.ValuesEntry
+	nil,                        // 48: zhost.plugin.v1.OpenRequest.ConfigEntry
+	nil,                        // 49: zhost.plugin.v1.TxMeta.ExtensionEntry
+	(*structpb.Struct)(nil),    // 50: google.protobuf.Struct
 }
 var file_zhost_plugin_proto_depIdxs = []int32{
-	45, // 0: zhost.plugin.v1.ConfigureRequest.config:type_name -> zhost.plugin.v1.ConfigureRequest.ConfigEntry
+	46, // 0: zhost.plugin.v1.ConfigureRequest.config:type_name -> zhost.plugin.v1.ConfigureRequest.ConfigEntry
 	5,  // 1: zhost.plugin.v1.Description.backends:type_name -> zhost.plugin.v1.BackendType
 	6,  // 2: zhost.plugin.v1.Description.functions:type_name -> zhost.plugin.v1.MountFunction
 	7,  // 3: zhost.plugin.v1.Description.config:type_name -> zhost.plugin.v1.Schema
@@ -2906,68 +2974,69 @@ var file_zhost_plugin_proto_depIdxs = []int32{
 	9,  // 7: zhost.plugin.v1.Attribute.default:type_name -> zhost.plugin.v1.Value
 	10, // 8: zhost.plugin.v1.Value.list_value:type_name -> zhost.plugin.v1.StringList
 	11, // 9: zhost.plugin.v1.Value.map_value:type_name -> zhost.plugin.v1.StringMap
-	46, // 10: zhost.plugin.v1.StringMap.values:type_name -> zhost.plugin.v1.StringMap.ValuesEntry
+	47, // 10: zhost.plugin.v1.StringMap.values:type_name -> zhost.plugin.v1.StringMap.ValuesEntry
 	0,  // 11: zhost.plugin.v1.ErrorDetail.kinds:type_name -> zhost.plugin.v1.ErrorDetail.Kind
 	13, // 12: zhost.plugin.v1.ErrorDetail.conflicts:type_name -> zhost.plugin.v1.Conflict
-	47, // 13: zhost.plugin.v1.OpenRequest.config:type_name -> zhost.plugin.v1.OpenRequest.ConfigEntry
+	48, // 13: zhost.plugin.v1.OpenRequest.config:type_name -> zhost.plugin.v1.OpenRequest.ConfigEntry
 	17, // 14: zhost.plugin.v1.OpenResponse.capabilities:type_name -> zhost.plugin.v1.Capabilities
 	19, // 15: zhost.plugin.v1.LoadBeforeResponse.record:type_name -> zhost.plugin.v1.Record
-	48, // 16: zhost.plugin.v1.TxMeta.extension:type_name -> zhost.plugin.v1.TxMeta.ExtensionEntry
+	49, // 16: zhost.plugin.v1.TxMeta.extension:type_name -> zhost.plugin.v1.TxMeta.ExtensionEntry
 	26, // 17: zhost.plugin.v1.BeginRequest.meta:type_name -> zhost.plugin.v1.TxMeta
 	19, // 18: zhost.plugin.v1.StoreRequest.records:type_name -> zhost.plugin.v1.Record
-	26, // 19: zhost.plugin.v1.Revision.meta:type_name -> zhost.plugin.v1.TxMeta
-	32, // 20: zhost.plugin.v1.HistoryResponse.revisions:type_name -> zhost.plugin.v1.Revision
-	26, // 21: zhost.plugin.v1.TxInfo.meta:type_name -> zhost.plugin.v1.TxMeta
-	35, // 22: zhost.plugin.v1.TxRecords.info:type_name -> zhost.plugin.v1.TxInfo
-	19, // 23: zhost.plugin.v1.TxRecords.records:type_name -> zhost.plugin.v1.Record
-	35, // 24: zhost.plugin.v1.UndoLogResponse.transactions:type_name -> zhost.plugin.v1.TxInfo
-	26, // 25: zhost.plugin.v1.UndoRequest.meta:type_name -> zhost.plugin.v1.TxMeta
-	49, // 26: zhost.plugin.v1.ResolveRequest.args:type_name -> google.protobuf.Struct
-	9,  // 27: zhost.plugin.v1.ConfigureRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
-	9,  // 28: zhost.plugin.v1.OpenRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
-	3,  // 29: zhost.plugin.v1.Plugin.Describe:input_type -> zhost.plugin.v1.DescribeRequest
-	1,  // 30: zhost.plugin.v1.Plugin.Configure:input_type -> zhost.plugin.v1.ConfigureRequest
-	15, // 31: zhost.plugin.v1.Backend.Open:input_type -> zhost.plugin.v1.OpenRequest
-	18, // 32: zhost.plugin.v1.Backend.Close:input_type -> zhost.plugin.v1.HandleRequest
-	20, // 33: zhost.plugin.v1.Backend.Load:input_type -> zhost.plugin.v1.LoadRequest
-	21, // 34: zhost.plugin.v1.Backend.LoadBefore:input_type -> zhost.plugin.v1.LoadBeforeRequest
-	23, // 35: zhost.plugin.v1.Backend.NewOids:input_type -> zhost.plugin.v1.NewOidsRequest
-	18, // 36: zhost.plugin.v1.Backend.LastTid:input_type -> zhost.plugin.v1.HandleRequest
-	27, // 37: zhost.plugin.v1.Backend.Begin:input_type -> zhost.plugin.v1.BeginRequest
-	29, // 38: zhost.plugin.v1.Backend.Store:input_type -> zhost.plugin.v1.StoreRequest
-	29, // 39: zhost.plugin.v1.Backend.Vote:input_type -> zhost.plugin.v1.StoreRequest
-	30, // 40: zhost.plugin.v1.Backend.Finish:input_type -> zhost.plugin.v1.TxnRequest
-	30, // 41: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
-	31, // 42: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
-	34, // 43: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
-	37, // 44: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
-	39, // 45: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
-	41, // 46: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
-	43, // 47: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
-	4,  // 48: zhost.plugin.v1.Plugin.Describe:output_type -> zhost.plugin.v1.Description
-	2,  // 49: zhost.plugin.v1.Plugin.Configure:output_type -> zhost.plugin.v1.ConfigureResponse
-	16, // 50: zhost.plugin.v1.Backend.Open:output_type -> zhost.plugin.v1.OpenResponse
-	14, // 51: zhost.plugin.v1.Backend.Close:output_type -> zhost.plugin.v1.Empty
-	19, // 52: zhost.plugin.v1.Backend.Load:output_type -> zhost.plugin.v1.Record
-	22, // 53: zhost.plugin.v1.Backend.LoadBefore:output_type -> zhost.plugin.v1.LoadBeforeResponse
-	24, // 54: zhost.plugin.v1.Backend.NewOids:output_type -> zhost.plugin.v1.OidList
-	25, // 55: zhost.plugin.v1.Backend.LastTid:output_type -> zhost.plugin.v1.TidValue
-	28, // 56: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
-	14, // 57: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.Empty
-	14, // 58: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.Empty
-	25, // 59: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.TidValue
-	14, // 60: zhost.plugin.v1.Backend.Abort:output_type -> zhost.plugin.v1.Empty
-	33, // 61: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
-	36, // 62: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
-	38, // 63: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
-	40, // 64: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
-	42, // 65: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
-	44, // 66: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
-	48, // [48:67] is the sub-list for method output_type
-	29, // [29:48] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	26, // 19: zhost.plugin.v1.StoreRequest.meta:type_name -> zhost.plugin.v1.TxMeta
+	26, // 20: zhost.plugin.v1.Revision.meta:type_name -> zhost.plugin.v1.TxMeta
+	33, // 21: zhost.plugin.v1.HistoryResponse.revisions:type_name -> zhost.plugin.v1.Revision
+	26, // 22: zhost.plugin.v1.TxInfo.meta:type_name -> zhost.plugin.v1.TxMeta
+	36, // 23: zhost.plugin.v1.TxRecords.info:type_name -> zhost.plugin.v1.TxInfo
+	19, // 24: zhost.plugin.v1.TxRecords.records:type_name -> zhost.plugin.v1.Record
+	36, // 25: zhost.plugin.v1.UndoLogResponse.transactions:type_name -> zhost.plugin.v1.TxInfo
+	26, // 26: zhost.plugin.v1.UndoRequest.meta:type_name -> zhost.plugin.v1.TxMeta
+	50, // 27: zhost.plugin.v1.ResolveRequest.args:type_name -> google.protobuf.Struct
+	9,  // 28: zhost.plugin.v1.ConfigureRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
+	9,  // 29: zhost.plugin.v1.OpenRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
+	3,  // 30: zhost.plugin.v1.Plugin.Describe:input_type -> zhost.plugin.v1.DescribeRequest
+	1,  // 31: zhost.plugin.v1.Plugin.Configure:input_type -> zhost.plugin.v1.ConfigureRequest
+	15, // 32: zhost.plugin.v1.Backend.Open:input_type -> zhost.plugin.v1.OpenRequest
+	18, // 33: zhost.plugin.v1.Backend.Close:input_type -> zhost.plugin.v1.HandleRequest
+	20, // 34: zhost.plugin.v1.Backend.Load:input_type -> zhost.plugin.v1.LoadRequest
+	21, // 35: zhost.plugin.v1.Backend.LoadBefore:input_type -> zhost.plugin.v1.LoadBeforeRequest
+	23, // 36: zhost.plugin.v1.Backend.NewOids:input_type -> zhost.plugin.v1.NewOidsRequest
+	18, // 37: zhost.plugin.v1.Backend.LastTid:input_type -> zhost.plugin.v1.HandleRequest
+	27, // 38: zhost.plugin.v1.Backend.Begin:input_type -> zhost.plugin.v1.BeginRequest
+	29, // 39: zhost.plugin.v1.Backend.Store:input_type -> zhost.plugin.v1.StoreRequest
+	29, // 40: zhost.plugin.v1.Backend.Vote:input_type -> zhost.plugin.v1.StoreRequest
+	31, // 41: zhost.plugin.v1.Backend.Finish:input_type -> zhost.plugin.v1.TxnRequest
+	31, // 42: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
+	32, // 43: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
+	35, // 44: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
+	38, // 45: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
+	40, // 46: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
+	42, // 47: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
+	44, // 48: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
+	4,  // 49: zhost.plugin.v1.Plugin.Describe:output_type -> zhost.plugin.v1.Description
+	2,  // 50: zhost.plugin.v1.Plugin.Configure:output_type -> zhost.plugin.v1.ConfigureResponse
+	16, // 51: zhost.plugin.v1.Backend.Open:output_type -> zhost.plugin.v1.OpenResponse
+	14, // 52: zhost.plugin.v1.Backend.Close:output_type -> zhost.plugin.v1.Empty
+	19, // 53: zhost.plugin.v1.Backend.Load:output_type -> zhost.plugin.v1.Record
+	22, // 54: zhost.plugin.v1.Backend.LoadBefore:output_type -> zhost.plugin.v1.LoadBeforeResponse
+	24, // 55: zhost.plugin.v1.Backend.NewOids:output_type -> zhost.plugin.v1.OidList
+	25, // 56: zhost.plugin.v1.Backend.LastTid:output_type -> zhost.plugin.v1.TidValue
+	28, // 57: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
+	30, // 58: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.StoreResponse
+	30, // 59: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.StoreResponse
+	25, // 60: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.TidValue
+	14, // 61: zhost.plugin.v1.Backend.Abort:output_type -> zhost.plugin.v1.Empty
+	34, // 62: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
+	37, // 63: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
+	39, // 64: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
+	41, // 65: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
+	43, // 66: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
+	45, // 67: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
+	49, // [49:68] is the sub-list for method output_type
+	30, // [30:49] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_zhost_plugin_proto_init() }
@@ -2989,7 +3058,7 @@ func file_zhost_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zhost_plugin_proto_rawDesc), len(file_zhost_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -216,13 +216,16 @@ type BackendClient interface {
 	LoadBefore(ctx context.Context, in *LoadBeforeRequest, opts ...grpc.CallOption) (*LoadBeforeResponse, error)
 	NewOids(ctx context.Context, in *NewOidsRequest, opts ...grpc.CallOption) (*OidList, error)
 	LastTid(ctx context.Context, in *HandleRequest, opts ...grpc.CallOption) (*TidValue, error)
+	// Begin starts a transaction. The Go host does not call it: it begins
+	// lazily with the first Store or Vote (see StoreRequest), saving a round
+	// trip per commit; it is here for hosts that want the id up front.
 	Begin(ctx context.Context, in *BeginRequest, opts ...grpc.CallOption) (*BeginResponse, error)
-	// Store adds records to an open transaction, in order. The host may
-	// batch several Txn.Store calls into one request.
-	Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Store adds records to a transaction, in order. The host may batch
+	// several Txn.Store calls into one request.
+	Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error)
 	// Vote first stores the records it carries (the tail of the batch),
 	// then votes.
-	Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*Empty, error)
+	Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error)
 	Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TidValue, error)
 	Abort(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*Empty, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
@@ -312,9 +315,9 @@ func (c *backendClient) Begin(ctx context.Context, in *BeginRequest, opts ...grp
 	return out, nil
 }
 
-func (c *backendClient) Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *backendClient) Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(StoreResponse)
 	err := c.cc.Invoke(ctx, Backend_Store_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -322,9 +325,9 @@ func (c *backendClient) Store(ctx context.Context, in *StoreRequest, opts ...grp
 	return out, nil
 }
 
-func (c *backendClient) Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *backendClient) Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(StoreResponse)
 	err := c.cc.Invoke(ctx, Backend_Vote_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -431,13 +434,16 @@ type BackendServer interface {
 	LoadBefore(context.Context, *LoadBeforeRequest) (*LoadBeforeResponse, error)
 	NewOids(context.Context, *NewOidsRequest) (*OidList, error)
 	LastTid(context.Context, *HandleRequest) (*TidValue, error)
+	// Begin starts a transaction. The Go host does not call it: it begins
+	// lazily with the first Store or Vote (see StoreRequest), saving a round
+	// trip per commit; it is here for hosts that want the id up front.
 	Begin(context.Context, *BeginRequest) (*BeginResponse, error)
-	// Store adds records to an open transaction, in order. The host may
-	// batch several Txn.Store calls into one request.
-	Store(context.Context, *StoreRequest) (*Empty, error)
+	// Store adds records to a transaction, in order. The host may batch
+	// several Txn.Store calls into one request.
+	Store(context.Context, *StoreRequest) (*StoreResponse, error)
 	// Vote first stores the records it carries (the tail of the batch),
 	// then votes.
-	Vote(context.Context, *StoreRequest) (*Empty, error)
+	Vote(context.Context, *StoreRequest) (*StoreResponse, error)
 	Finish(context.Context, *TxnRequest) (*TidValue, error)
 	Abort(context.Context, *TxnRequest) (*Empty, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
@@ -478,10 +484,10 @@ func (UnimplementedBackendServer) LastTid(context.Context, *HandleRequest) (*Tid
 func (UnimplementedBackendServer) Begin(context.Context, *BeginRequest) (*BeginResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Begin not implemented")
 }
-func (UnimplementedBackendServer) Store(context.Context, *StoreRequest) (*Empty, error) {
+func (UnimplementedBackendServer) Store(context.Context, *StoreRequest) (*StoreResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Store not implemented")
 }
-func (UnimplementedBackendServer) Vote(context.Context, *StoreRequest) (*Empty, error) {
+func (UnimplementedBackendServer) Vote(context.Context, *StoreRequest) (*StoreResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Vote not implemented")
 }
 func (UnimplementedBackendServer) Finish(context.Context, *TxnRequest) (*TidValue, error) {

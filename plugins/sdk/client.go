@@ -220,16 +220,17 @@ func (s *RemoteStorage) LastTid(ctx context.Context) (storage.Tid, error) {
 	return storage.Tid(r.GetTid()), nil
 }
 
-// Begin starts a transaction in the plugin.
+// Begin starts a transaction. No message is sent yet: the plugin begins
+// the transaction with the first batch of stores or with Vote, which saves
+// a round trip per commit. ErrReadOnly and ErrClosed are reported here.
 func (s *RemoteStorage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, error) {
 	if err := s.check("begin"); err != nil {
 		return nil, err
 	}
-	r, err := s.c.backend.Begin(ctx, &pb.BeginRequest{Handle: s.handle, Meta: metaToPB(meta)})
-	if err != nil {
-		return nil, s.wrap(ctx, "begin", err)
+	if s.caps.ReadOnly {
+		return nil, fmt.Errorf("plugin %q: storage %q: begin: %w", s.c.name, s.name, storage.ErrReadOnly)
 	}
-	return &remoteTxn{s: s, id: r.GetTxn()}, nil
+	return &remoteTxn{s: s, meta: metaToPB(meta)}, nil
 }
 
 // History returns up to max revisions of oid, newest first.
@@ -372,12 +373,17 @@ const storeBatchBytes = 1 << 20
 // remoteTxn is a transaction in a plugin. It is used by one goroutine at a
 // time (the Txn contract); mu only guards against a concurrent Abort.
 type remoteTxn struct {
-	s  *RemoteStorage
+	s    *RemoteStorage
+	meta *pb.TxMeta
+
+	// id is the plugin's transaction id, 0 until the first message
+	// begins it there.
 	id uint64
 
 	mu       sync.Mutex
 	voted    bool
 	done     bool
+	broken   error // a batch that began the transaction failed
 	buf      []*pb.Record
 	bufBytes int
 }
@@ -397,6 +403,8 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 		return fmt.Errorf("plugin %q: %s: storage %q is closed: %w", t.s.c.name, op, t.s.name, storage.ErrClosed)
 	case t.voted:
 		return fmt.Errorf("plugin %q: %s after vote: %w", t.s.c.name, op, storage.ErrInvalid)
+	case t.broken != nil:
+		return fmt.Errorf("plugin %q: %s: an earlier store failed, abort the transaction: %w", t.s.c.name, op, t.broken)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("plugin %q: %s: %w", t.s.c.name, op, err)
@@ -428,18 +436,41 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 	return nil
 }
 
-func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) error {
-	if _, err := t.s.c.backend.Store(ctx, &pb.StoreRequest{Txn: t.id, Records: batch}); err != nil {
-		return t.s.wrap(ctx, op, err)
+func (t *remoteTxn) request(batch []*pb.Record) *pb.StoreRequest {
+	req := &pb.StoreRequest{Txn: t.id, Records: batch}
+	if t.id == 0 {
+		req.Handle, req.Meta = t.s.handle, t.meta
 	}
+	return req
+}
+
+func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) error {
+	resp, err := t.s.c.backend.Store(ctx, t.request(batch))
+	if err != nil {
+		err = t.s.wrap(ctx, op, err)
+		if t.id == 0 {
+			// The plugin aborted the transaction this batch began; the
+			// records of the batch are lost, so the transaction is.
+			t.broken = err
+		}
+		return err
+	}
+	t.id = resp.GetTxn()
 	return nil
 }
 
 func (t *remoteTxn) Vote(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.done {
+	switch {
+	case t.done:
 		return t.closedErr("vote")
+	case t.voted:
+		return fmt.Errorf("plugin %q: vote twice: %w", t.s.c.name, storage.ErrInvalid)
+	case t.broken != nil:
+		return fmt.Errorf("plugin %q: vote: an earlier store failed, abort the transaction: %w", t.s.c.name, t.broken)
+	case t.s.closed.Load():
+		return fmt.Errorf("plugin %q: vote: storage %q is closed: %w", t.s.c.name, t.s.name, storage.ErrClosed)
 	}
 	t.voted = true
 	batch := t.buf
@@ -447,9 +478,10 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 	if err := t.s.c.check("vote"); err != nil {
 		return err
 	}
-	if _, err := t.s.c.backend.Vote(ctx, &pb.StoreRequest{Txn: t.id, Records: batch}); err != nil {
+	resp, err := t.s.c.backend.Vote(ctx, t.request(batch))
+	if err != nil {
 		err = t.s.wrap(ctx, "vote", err)
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, storage.ErrCommitLockTimeout) && !errors.Is(err, ErrPluginUnavailable) {
+		if cerr := contextEnded(ctx); cerr != nil && !errors.Is(err, storage.ErrCommitLockTimeout) && !errors.Is(err, ErrPluginUnavailable) {
 			// The host's deadline fired before the plugin's answer
 			// arrived: the vote was still waiting for the commit lock
 			// (or writing), which the contract reports as a timeout.
@@ -457,6 +489,7 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 		}
 		return err
 	}
+	t.id = resp.GetTxn()
 	return nil
 }
 
@@ -465,6 +498,9 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 	defer t.mu.Unlock()
 	if t.done {
 		return 0, t.closedErr("finish")
+	}
+	if t.id == 0 || !t.voted {
+		return 0, fmt.Errorf("plugin %q: finish without a successful vote: %w", t.s.c.name, storage.ErrInvalid)
 	}
 	if err := t.s.c.check("finish"); err != nil {
 		return 0, err
@@ -485,6 +521,9 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 	}
 	t.done = true
 	t.buf, t.bufBytes = nil, 0
+	if t.id == 0 {
+		return nil // never reached the plugin
+	}
 	if err := t.s.c.check("abort"); err != nil {
 		return err
 	}

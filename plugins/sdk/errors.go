@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -118,8 +119,8 @@ func fromStatus(ctx context.Context, plugin, op string, err error, alive bool) e
 		if !alive {
 			return fmt.Errorf("plugin %q: %s: plugin process exited: %w", plugin, op, ErrPluginUnavailable)
 		}
-		if cerr := ctx.Err(); cerr != nil && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
-			return fmt.Errorf("plugin %q: %s: %w", plugin, op, cerr)
+		if cerr := contextEnded(ctx); cerr != nil {
+			return fmt.Errorf("plugin %q: %s: %s: %w", plugin, op, st.Message(), cerr)
 		}
 		if st.Code() == codes.Unavailable {
 			return fmt.Errorf("plugin %q: %s: %s: %w", plugin, op, st.Message(), ErrPluginUnavailable)
@@ -148,4 +149,21 @@ func fromStatus(ctx context.Context, plugin, op string, err error, alive bool) e
 		return fmt.Errorf("plugin %q: %s: %w", plugin, op, ce)
 	}
 	return fmt.Errorf("plugin %q: %w", plugin, re)
+}
+
+// deadlineSlack is how early the plugin may give up on a call before the
+// host's own timer fires: the plugin gets the host's deadline, less the
+// transit time, and cancels the stream (RST_STREAM) the moment it passes.
+const deadlineSlack = 100 * time.Millisecond
+
+// contextEnded returns the context's error if it has ended or its
+// deadline is about to pass, else nil.
+func contextEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -222,59 +222,81 @@ func (s *Server) LastTid(ctx context.Context, req *pb.HandleRequest) (*pb.TidVal
 }
 
 func (s *Server) Begin(ctx context.Context, req *pb.BeginRequest) (*pb.BeginResponse, error) {
-	st, err := s.storage(req.GetHandle())
+	id, _, err := s.begin(ctx, req.GetHandle(), req.GetMeta())
 	if err != nil {
 		return nil, err
 	}
-	txn, err := st.Begin(ctx, metaFromPB(req.GetMeta()))
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	s.mu.Lock()
-	if _, still := s.storages[req.GetHandle()]; !still {
-		s.mu.Unlock()
-		_ = txn.Abort(ctx)
-		return nil, toStatus(fmt.Errorf("begin: storage handle %d was closed: %w", req.GetHandle(), storage.ErrClosed))
-	}
-	s.next++
-	id := s.next
-	s.txns[id] = &openTxn{handle: req.GetHandle(), txn: txn}
-	s.mu.Unlock()
 	return &pb.BeginResponse{Txn: id}, nil
 }
 
-func (s *Server) store(ctx context.Context, txn storage.Txn, recs []*pb.Record) error {
-	for _, r := range recs {
+func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta) (uint64, storage.Txn, error) {
+	st, err := s.storage(handle)
+	if err != nil {
+		return 0, nil, err
+	}
+	txn, err := st.Begin(ctx, metaFromPB(meta))
+	if err != nil {
+		return 0, nil, toStatus(err)
+	}
+	s.mu.Lock()
+	if _, still := s.storages[handle]; !still {
+		s.mu.Unlock()
+		_ = txn.Abort(ctx)
+		return 0, nil, toStatus(fmt.Errorf("begin: storage handle %d was closed: %w", handle, storage.ErrClosed))
+	}
+	s.next++
+	id := s.next
+	s.txns[id] = &openTxn{handle: handle, txn: txn}
+	s.mu.Unlock()
+	return id, txn, nil
+}
+
+// storeAndMaybeVote runs a Store or Vote request, beginning the
+// transaction first when the request says so.
+func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vote bool) (*pb.StoreResponse, error) {
+	id := req.GetTxn()
+	var txn storage.Txn
+	var err error
+	began := false
+	if id == 0 {
+		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta())
+		began = true
+	} else {
+		txn, err = s.txn(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*pb.StoreResponse, error) {
+		if began {
+			// The host never learns this id: abort, leaving no trace.
+			s.dropTxn(id)
+			_ = txn.Abort(ctx)
+		}
+		return nil, err
+	}
+	for _, r := range req.GetRecords() {
 		if err := txn.Store(ctx, recordFromPB(r)); err != nil {
-			return toStatus(err)
+			return fail(toStatus(err))
 		}
 	}
-	return nil
+	if vote {
+		if err := txn.Vote(ctx); err != nil {
+			// A failed vote can only be aborted; if this request began
+			// the transaction the host never learns its id, so fail
+			// aborts it here.
+			return fail(toStatus(err))
+		}
+	}
+	return &pb.StoreResponse{Txn: id}, nil
 }
 
-func (s *Server) Store(ctx context.Context, req *pb.StoreRequest) (*pb.Empty, error) {
-	txn, err := s.txn(req.GetTxn())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store(ctx, txn, req.GetRecords()); err != nil {
-		return nil, err
-	}
-	return &pb.Empty{}, nil
+func (s *Server) Store(ctx context.Context, req *pb.StoreRequest) (*pb.StoreResponse, error) {
+	return s.storeAndMaybeVote(ctx, req, false)
 }
 
-func (s *Server) Vote(ctx context.Context, req *pb.StoreRequest) (*pb.Empty, error) {
-	txn, err := s.txn(req.GetTxn())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.store(ctx, txn, req.GetRecords()); err != nil {
-		return nil, err
-	}
-	if err := txn.Vote(ctx); err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.Empty{}, nil
+func (s *Server) Vote(ctx context.Context, req *pb.StoreRequest) (*pb.StoreResponse, error) {
+	return s.storeAndMaybeVote(ctx, req, true)
 }
 
 func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.TidValue, error) {

@@ -1,0 +1,43 @@
+// Package sdk is the zhost plugin contract, layer 3 of zhost: everything a
+// storage backend or mount function written in its own repository needs,
+// and the host-side adapters host/pluginhost uses to talk to it.
+//
+// A plugin is a hashicorp/go-plugin subprocess speaking gRPC (the protocol
+// is plugins/proto/zhost_plugin.proto). This package holds:
+//
+//   - the handshake (Handshake: a magic cookie that never changes) and the
+//     versioned plugin sets (ServerPluginSets, ClientPluginSets; protocol
+//     1, structured so a protocol 2 can be negotiated later);
+//   - the Go interfaces of the two plugin kinds: Backend (a storage type:
+//     its config Schema and Open, returning a storage.Storage) and
+//     MountFunction (its ArgsSchema and Resolve, returning a MountTarget);
+//   - Plugin, what a binary serves (name, version, backends, functions,
+//     settings), and Describe;
+//   - Serve, which a plugin's main calls, and Logger, its stderr logger;
+//   - Client and RemoteStorage, the host side: storage.Storage over gRPC,
+//     with sentinel errors (storage.ErrConflict, ErrNotFound, ...) keeping
+//     their identity across the boundary and a conflict coming back as a
+//     *storage.ConflictError naming every oid.
+//
+// A plugin's main is a few lines:
+//
+//	func main() {
+//		sdk.Serve(&sdk.Plugin{
+//			Name:     "custom-storage",
+//			Version:  "1.0.0",
+//			Backends: map[string]sdk.Backend{"jsonl": backend{}},
+//		})
+//	}
+//
+// Plugins log through Logger (hclog JSON on stderr; the host shows each
+// line under the plugin's name at its level) and never write to stdout,
+// which carries the handshake. Serve closes every storage the host left
+// open when the host shuts the plugin down, exits or is killed.
+//
+// Messages up to MaxMessageSize (512 MiB) pass; gRPC's 4 MiB default is
+// raised on both sides. Txn.Store calls are batched into few messages;
+// Iterate streams one message per transaction.
+//
+// See docs/plugins.md for a walk-through, and examples/custom-mount and
+// examples/custom-storage for complete plugins.
+package sdk
