@@ -226,8 +226,8 @@ var sessionsSpec = &blockSpec{
 			Description: "Granularity of the last-access time: a session read within this long of its last recorded access is not written again. Shorter than `timeout`.", Example: `"1m"`},
 		{Name: "sweep_interval", Kind: kDuration, DefaultDoc: "`\"1m\"`, or `timeout` if shorter", Min: "1s", Max: "1d",
 			Description: "How often expired sessions are removed; at most `timeout`.", Example: `"5m"`},
-		{Name: "on_add", Kind: kURL, DefaultDoc: "none", Description: "URL notified (HTTP POST with the session id) when a session is created.", Example: `"http://127.0.0.1:8081/hooks/session-added"`},
-		{Name: "on_delete", Kind: kURL, DefaultDoc: "none", Description: "URL notified (HTTP POST with the session id) when a session expires or is deleted.", Example: `"http://127.0.0.1:8081/hooks/session-deleted"`},
+		{Name: "on_add", Kind: kURL, DefaultDoc: "none", Description: "URL notified (HTTP POST of a JSON event with the non-secret session key, see docs/sessions.md) when a session is created.", Example: `"http://127.0.0.1:8081/hooks/session-added"`},
+		{Name: "on_delete", Kind: kURL, DefaultDoc: "none", Description: "URL notified (HTTP POST of a JSON event with the non-secret session key, see docs/sessions.md) when a session expires or is deleted.", Example: `"http://127.0.0.1:8081/hooks/session-deleted"`},
 	},
 }
 

@@ -261,27 +261,24 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}
-		notify := s.OnAdd
-		if notify == "" {
-			notify = s.OnDelete
-		}
 		sessions, err = session.New(ctx, d, session.Options{
-			Container:      s.Container,
-			Timeout:        s.Timeout,
-			Lifetime:       s.Lifetime,
-			Refresh:        s.Refresh,
-			Limit:          int(s.Limit),
-			CookieName:     s.Cookie,
-			CookiePath:     s.CookiePath,
-			CookieDomain:   s.CookieDomain,
-			SameSite:       sameSite,
-			Secure:         secure,
-			PublicURL:      publicURL,
-			TrustedProxies: trusted,
-			SweepInterval:  s.SweepInterval,
-			NotifyURL:      notify,
-			Node:           c.Name,
-			Logger:         log.Named("session"),
+			Container:       s.Container,
+			Timeout:         s.Timeout,
+			Lifetime:        s.Lifetime,
+			Refresh:         s.Refresh,
+			Limit:           int(s.Limit),
+			CookieName:      s.Cookie,
+			CookiePath:      s.CookiePath,
+			CookieDomain:    s.CookieDomain,
+			SameSite:        sameSite,
+			Secure:          secure,
+			PublicURL:       publicURL,
+			TrustedProxies:  trusted,
+			SweepInterval:   s.SweepInterval,
+			NotifyAddURL:    s.OnAdd,
+			NotifyDeleteURL: s.OnDelete,
+			Node:            c.Name,
+			Logger:          log.Named("session"),
 		})
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)

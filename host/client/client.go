@@ -216,6 +216,10 @@ func (c *Client) notify(tid storage.Tid, oids []storage.Oid) {
 // applyInvalidation applies one committed transaction: runs in the
 // reader goroutine, in commit order.
 func (c *Client) applyInvalidation(tid storage.Tid, oids []storage.Oid) {
+	if oids == nil {
+		// An empty transaction: nil is reserved for "everything".
+		oids = []storage.Oid{}
+	}
 	c.mu.Lock()
 	if tid <= c.lastTid {
 		c.mu.Unlock()

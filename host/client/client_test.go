@@ -256,3 +256,20 @@ func awayCommit(t *testing.T, ts *testServer, fn func(*Client) storage.Tid) stor
 	ts.start()
 	return tid
 }
+
+// TestEmptyTransactionIsNotAReset: a transaction that stores nothing is
+// reported with an empty oid list, never nil (which means "drop all").
+func TestEmptyTransactionIsNotAReset(t *testing.T) {
+	ts := startServer(t, nil)
+	a := openClient(t, ts.addr, nil)
+	b := openClient(t, ts.addr, nil)
+	got := make(chan []storage.Oid, 1)
+	b.Watch(func(_ storage.Tid, oids []storage.Oid) { got <- oids })
+	tid := commit(t, a)
+	if err := b.WaitForTid(ctxT(t), tid); err != nil {
+		t.Fatal(err)
+	}
+	if oids := <-got; oids == nil || len(oids) != 0 {
+		t.Fatalf("empty transaction reported as %#v", oids)
+	}
+}

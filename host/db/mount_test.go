@@ -518,3 +518,57 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestCloseStopsMountRetries: Close returns promptly while a failed mount
+// waits for its next retry, and the storages OpenPartition returned are
+// closed.
+func TestCloseStopsMountRetries(t *testing.T) {
+	ctx := testCtx(t)
+	c := newCluster(t, "sessiondata")
+	var closed atomic.Int32
+	d, err := db.Open(ctx, c.main, db.Options{
+		Mounts: []db.Mount{
+			{Name: "never", Path: "/never", Resolve: func(context.Context) (db.Target, error) {
+				return db.Target{}, errors.New("down")
+			}},
+			sessionMount("sessiondata", "session_data"),
+		},
+		OpenPartition: func(ctx context.Context, name, server string) (storage.Storage, error) {
+			st, err := c.openPartition(ctx, name, server)
+			if err != nil {
+				return nil, err
+			}
+			return closeCounter{st, &closed}, nil
+		},
+		MountRetryMin: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the mount retry")
+	}
+	if closed.Load() != 1 {
+		t.Fatalf("%d partition storages closed, want 1", closed.Load())
+	}
+	if _, err := d.Begin(ctx); !errors.Is(err, storage.ErrClosed) {
+		t.Fatalf("begin after close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+type closeCounter struct {
+	storage.Storage
+	n *atomic.Int32
+}
+
+func (c closeCounter) Close() error { c.n.Add(1); return nil }

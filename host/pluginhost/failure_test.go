@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -322,4 +323,34 @@ func storageCommit(ctx context.Context, st storage.Storage, data []byte) (storag
 		return 0, err
 	}
 	return txn.Finish(ctx)
+}
+
+// TestLargeRecordThroughPlugin pushes a 64 MiB record through the real
+// subprocess boundary, far over gRPC's 4 MiB default, both ways.
+func TestLargeRecordThroughPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB through a subprocess")
+	}
+	t.Parallel()
+	m, _ := newManager(t, Options{})
+	ctx := testCtx(t)
+	st, err := m.OpenStorage(ctx, StorageSpec{Type: "memory", Name: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 64<<20)
+	for i := range big {
+		big[i] = byte(i>>10) ^ byte(i)
+	}
+	tid, err := storageCommit(ctx, st, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Load(ctx, storage.RootOid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Serial != tid || !bytes.Equal(rec.Data, big) {
+		t.Fatalf("64 MiB record came back as %d bytes", len(rec.Data))
+	}
 }

@@ -387,7 +387,13 @@ func (p *Plugin) stop() {
 	p.state = stateClosed
 	p.mu.Unlock()
 	if proc != nil {
+		pid := 0
+		if rc := proc.ReattachConfig(); rc != nil {
+			pid = rc.Pid
+		}
 		proc.Kill()
+		// Whatever the plugin started itself goes too.
+		killGroup(pid)
 		if running {
 			p.logger.Debug("plugin stopped")
 		}

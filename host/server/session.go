@@ -861,9 +861,11 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 	tid, err := ot.txn.Finish(context.WithoutCancel(s.ctx))
 	if err != nil {
 		ot.txn.Abort(context.Background())
-		p.commit.Unlock()
 		s.logger.Error("finish failed", "partition", p.name, "error", err)
+		// The backend may have committed anyway: every client drops its
+		// cache, under the lock so no later commit is published first.
 		p.resetAll("a transaction's finish failed; its outcome is unknown")
+		p.commit.Unlock()
 		s.fail(id, err)
 		return
 	}

@@ -898,3 +898,47 @@ func TestStaleVersionOfDeletedSessionStopsWaiting(t *testing.T) {
 		}
 	}
 }
+
+func TestHeldAndStreamedResponses(t *testing.T) {
+	c := newCluster(t, 1, Options{})
+	m := c.nodes[0].m
+	big := strings.Repeat("z", MaxBuffered+1000)
+	srv := newServer(t, m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := FromRequest(r).Set(r.Context(), "k", r.URL.Path); err != nil {
+			WriteError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		if r.URL.Path == "/big" {
+			_, _ = io.WriteString(w, big) // past MaxBuffered: streams
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "small")
+	})))
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+		length int64
+	}{
+		{"/small", http.StatusCreated, "small", 5},
+		{"/big", http.StatusOK, big, -1},
+	} {
+		resp, err := http.Get(srv + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != tc.status || string(body) != tc.body || resp.ContentLength != tc.length {
+			t.Fatalf("%s: %d, %d bytes, length %d, %v", tc.path, resp.StatusCode, len(body), resp.ContentLength, err)
+		}
+		if len(resp.Cookies()) == 0 {
+			t.Fatalf("%s: no session cookie", tc.path)
+		}
+	}
+	if n, _ := m.Count(context.Background()); n != 2 {
+		t.Fatalf("count = %d", n)
+	}
+}

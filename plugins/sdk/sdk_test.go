@@ -349,3 +349,40 @@ func TestConfigValuesRoundTrip(t *testing.T) {
 		t.Fatalf("unsupported type: %v", err)
 	}
 }
+
+func TestConfigure(t *testing.T) {
+	p := testPlugin()
+	var got hcl.Values
+	p.Config = hcl.Schema{Attributes: []hcl.Attribute{{Name: "region", Type: hcl.TypeString, Enum: []string{"eu", "us"}}}}
+	p.Configure = func(_ context.Context, cfg hcl.Values) error {
+		if cfg["region"] == "mars" {
+			return fmt.Errorf("region %q is not served: %w", cfg["region"], storage.ErrInvalid)
+		}
+		got = cfg
+		return nil
+	}
+	c, _ := serveInProcess(t, p)
+	ctx := context.Background()
+	d, err := c.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := d.Config.Attribute("region"); a == nil || len(a.Enum) != 2 {
+		t.Fatalf("config schema = %+v", d.Config)
+	}
+	if err := c.Configure(ctx, hcl.Values{"region": "eu"}); err != nil {
+		t.Fatal(err)
+	}
+	if got["region"] != "eu" {
+		t.Fatalf("plugin got %v", got)
+	}
+	err = c.Configure(ctx, hcl.Values{"region": "mars"})
+	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), `region "mars" is not served`) {
+		t.Fatalf("bad setting: %v", err)
+	}
+	// A plugin without settings refuses some.
+	c2, _ := serveInProcess(t, testPlugin())
+	if err := c2.Configure(ctx, hcl.Values{"x": "y"}); !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("settings for a plugin without any: %v", err)
+	}
+}

@@ -1,4 +1,4 @@
-package pluginbench
+package plugintest
 
 import (
 	"context"
