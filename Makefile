@@ -50,7 +50,7 @@ fmt:
 # proto regenerates the committed gRPC/protobuf code. It installs protoc from
 # Debian's packages and the Go generators from the module proxy if missing.
 proto:
-	@command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	@{ command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/struct.proto ]; } || { apt-get update -qq && apt-get install -y -qq protobuf-compiler libprotobuf-dev; }
 	@command -v protoc-gen-go >/dev/null || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	@command -v protoc-gen-go-grpc >/dev/null || $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I plugins/proto \

@@ -128,3 +128,8 @@ func strs(v any) []string {
 	}
 	return out
 }
+
+var (
+	_ sdk.MountFunction = byHash{}
+	_ sdk.MountFunction = byPrefix{}
+)

@@ -47,3 +47,5 @@ func main() {
 		Backends: map[string]sdk.Backend{jsonl.TypeName: backend{}},
 	})
 }
+
+var _ sdk.Backend = backend{}

@@ -20,14 +20,18 @@ const entryOverhead = 64
 // current revision as of the client's LastTid). Bounded in bytes, least
 // recently used object out first. Safe for concurrent use.
 type cache struct {
-	mu      sync.Mutex
-	max     int64
-	size    int64
-	items   map[storage.Oid]*centry
-	head    centry
-	hits    atomic.Int64
-	misses  atomic.Int64
-	evicted atomic.Int64
+	mu sync.Mutex
+	// keepClosed keeps replaced revisions for snapshot readers. Off for a
+	// partition without history: its backend answers LoadBefore only
+	// from the current revision, and the cache must not know more.
+	keepClosed bool
+	max        int64
+	size       int64
+	items      map[storage.Oid]*centry
+	head       centry
+	hits       atomic.Int64
+	misses     atomic.Int64
+	evicted    atomic.Int64
 }
 
 type crev struct {
@@ -43,7 +47,7 @@ type centry struct {
 }
 
 func newCache(max int64) *cache {
-	c := &cache{max: max, items: make(map[storage.Oid]*centry)}
+	c := &cache{max: max, items: make(map[storage.Oid]*centry), keepClosed: true}
 	c.head.prev, c.head.next = &c.head, &c.head
 	return c
 }
@@ -150,6 +154,9 @@ func (c *cache) commit(tid storage.Tid, recs []storage.Record) {
 }
 
 func (c *cache) putLocked(rec storage.Record, end storage.Tid) {
+	if end != storage.ZeroTid && !c.keepClosed {
+		return
+	}
 	sz := revSize(rec)
 	if sz+entryOverhead > c.max/8 {
 		return
@@ -238,11 +245,20 @@ func (c *cache) invalidateLocked(tid storage.Tid, oid storage.Oid) {
 	if !ok {
 		return
 	}
-	for i, r := range e.revs {
+	kept := e.revs[:0]
+	for _, r := range e.revs {
 		if r.end == storage.ZeroTid && r.rec.Serial < tid {
-			e.revs[i].end = tid
+			if !c.keepClosed {
+				s := revSize(r.rec)
+				e.size -= s
+				c.size -= s
+				continue
+			}
+			r.end = tid
 		}
+		kept = append(kept, r)
 	}
+	e.revs = kept
 }
 
 // clear drops everything.

@@ -173,6 +173,9 @@ func (c *Client) open(ctx context.Context, l *link) error {
 			// First open, before the Client is shared: capabilities
 			// never change during its life.
 			c.caps = wire.BitsToCaps(o.Caps)
+			c.cache.mu.Lock()
+			c.cache.keepClosed = c.caps.History
+			c.cache.mu.Unlock()
 		}
 		c.handle = o.Handle
 		c.link = l

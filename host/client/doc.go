@@ -28,7 +28,9 @@
 // consistent snapshot, and the cache keeps each revision with its validity
 // range so such reads are served locally. A load whose reply may predate an
 // invalidation that overtook it is cached as ending at that invalidation,
-// never as current (the race behind ZEO issues #155 and #209).
+// never as current (the load/invalidation race of ZEO's history). On a
+// partition without history the cache keeps current revisions only, so it
+// never answers a LoadBefore the backend would refuse.
 //
 // Commits. Begin and Store are local; Vote sends the whole transaction in
 // one message, Finish a second: two round trips per commit. Finish's reply

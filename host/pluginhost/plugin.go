@@ -56,6 +56,10 @@ type Plugin struct {
 	restarts  int
 	nextStart time.Time
 	lastErr   error
+	// A plugin that never started: failed attempts so far, and when the
+	// next may be made (calls before then get the last error at once).
+	startFailures int
+	retryAt       time.Time
 }
 
 func newPlugin(m *Manager, spec Spec) *Plugin {
@@ -143,6 +147,11 @@ func (p *Plugin) client(ctx context.Context) (*sdk.Client, uint64, error) {
 				}
 			}
 		default:
+			if p.lastErr != nil && time.Now().Before(p.retryAt) {
+				err := p.lastErr
+				p.mu.Unlock()
+				return nil, 0, err
+			}
 			p.mu.Unlock()
 		}
 		if attempt > 2 {
@@ -187,9 +196,16 @@ func (p *Plugin) start(ctx context.Context) error {
 			// A failed restart counts as a crash, so a plugin that can no
 			// longer start ends up failed rather than retried forever.
 			p.crashedLocked(p.gen, err.Error())
+		} else {
+			// A plugin that cannot start (bad checksum, no handshake) is
+			// not tried again by every call: later calls within the
+			// backoff get this error at once.
+			p.startFailures++
+			p.retryAt = time.Now().Add(p.backoff(p.startFailures))
 		}
 		return err
 	}
+	p.startFailures, p.retryAt = 0, time.Time{}
 	if p.state == stateClosed {
 		go proc.Kill()
 		return fmt.Errorf("%s: %w", p.spec.label(), ErrClosed)
@@ -369,14 +385,24 @@ func (p *Plugin) crashedLocked(gen uint64, why string) bool {
 		p.logger.Error("plugin keeps crashing; marked failed and not restarted", "crashes", p.crashes, "error", p.lastErr)
 		return false
 	}
-	backoff := p.m.opts.MinBackoff << (p.crashes - 1)
-	if backoff > p.m.opts.MaxBackoff || backoff <= 0 {
-		backoff = p.m.opts.MaxBackoff
-	}
+	backoff := p.backoff(p.crashes)
 	p.state = stateRestarting
 	p.nextStart = time.Now().Add(backoff)
 	p.logger.Error("plugin crashed; restarting", "crashes", p.crashes, "backoff", backoff, "reason", why)
 	return true
+}
+
+// backoff is the wait after the n-th failure in a row: MinBackoff doubled
+// n-1 times, at most MaxBackoff.
+func (p *Plugin) backoff(n int) time.Duration {
+	if n > 30 {
+		return p.m.opts.MaxBackoff
+	}
+	b := p.m.opts.MinBackoff << (n - 1)
+	if b > p.m.opts.MaxBackoff || b <= 0 {
+		b = p.m.opts.MaxBackoff
+	}
+	return b
 }
 
 // stop ends the plugin process for good (Manager.Close).

@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/zhostdb/zhost/host/storage"
 )
@@ -11,6 +12,8 @@ import (
 // because it is the only writer of its backends: every change passes
 // through publish, which updates the cache. Safe for concurrent use.
 type recordCache struct {
+	hits, misses atomic.Int64
+
 	mu    sync.Mutex
 	max   int64
 	size  int64
@@ -51,8 +54,10 @@ func (c *recordCache) get(oid storage.Oid) (storage.Record, bool) {
 	e, ok := c.items[oid]
 	if !ok {
 		c.mu.Unlock()
+		c.misses.Add(1)
 		return storage.Record{}, false
 	}
+	c.hits.Add(1)
 	if c.head.next != e {
 		c.unlink(e)
 		c.pushFront(e)
@@ -130,4 +135,10 @@ func (c *recordCache) clear() {
 	c.head.prev, c.head.next = &c.head, &c.head
 	c.size = 0
 	c.mu.Unlock()
+}
+
+func (c *recordCache) stats() (bytes int64, objects int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size, len(c.items)
 }

@@ -19,7 +19,9 @@ import (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("server closed")
 
-// Server serves partitions to clients over the wire protocol.
+// Server serves partitions to clients over the wire protocol. Its
+// methods are safe for concurrent use. Errors name what failed; Serve and
+// Start return ErrServerClosed once Shutdown began.
 type Server struct {
 	opts       Options
 	logger     hclog.Logger
@@ -275,4 +277,48 @@ func (s *Server) Capabilities(partition string) (storage.Capabilities, bool) {
 		return storage.Capabilities{}, false
 	}
 	return p.caps, true
+}
+
+// PartitionStatus describes one partition for status pages.
+type PartitionStatus struct {
+	Name     string
+	ReadOnly bool
+	// LastTid is the newest transaction whose invalidations went out.
+	LastTid storage.Tid
+	// Clients counts the connections that have the partition open.
+	Clients int
+	// Cache figures of the server's cache of current records.
+	CacheHits, CacheMisses int64
+	CacheBytes             int64
+	CacheObjects           int
+	// LogHorizon is the oldest tid a reconnecting client may have and
+	// still catch up from the invalidation log.
+	LogHorizon storage.Tid
+}
+
+// Status reports every partition, sorted by name.
+func (s *Server) Status() []PartitionStatus {
+	names := make([]string, 0, len(s.partitions))
+	for n := range s.partitions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]PartitionStatus, 0, len(names))
+	for _, n := range names {
+		p := s.partitions[n]
+		bytes, objects := p.cache.stats()
+		st := PartitionStatus{
+			Name: n, ReadOnly: p.readOnly, LastTid: storage.Tid(p.lastTid.Load()),
+			CacheHits: p.cache.hits.Load(), CacheMisses: p.cache.misses.Load(),
+			CacheBytes: bytes, CacheObjects: objects,
+		}
+		p.mu.Lock()
+		st.Clients = len(p.subs)
+		if p.log != nil {
+			st.LogHorizon = p.log.since
+		}
+		p.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
 }

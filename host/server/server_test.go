@@ -477,3 +477,19 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatalf("nil storage: %v", err)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	srv, addr, _ := start(t, nil)
+	c := openClient(t, addr, "main")
+	healthy(t, c)
+	st := srv.Status()
+	if len(st) != 2 || st[0].Name != "main" || st[1].Name != "ro" || !st[1].ReadOnly {
+		t.Fatalf("status %+v", st)
+	}
+	if st[0].Clients != 1 || st[0].LastTid == 0 || st[0].CacheObjects != 1 {
+		t.Fatalf("main status %+v", st[0])
+	}
+	if srv.Sessions() != 1 {
+		t.Fatalf("sessions %d", srv.Sessions())
+	}
+}

@@ -78,3 +78,9 @@ func (b memoryBackend) Open(_ context.Context, name string, cfg hcl.Values) (sto
 	ro, _ := cfg["read_only"].(bool)
 	return memstorage.New(memstorage.Options{Logger: b.logger.With("storage", name), ReadOnly: ro}), nil
 }
+
+var (
+	_ sdk.Backend = configBackend[*filestorage.Storage]{}
+	_ sdk.Backend = configBackend[*packless.Storage]{}
+	_ sdk.Backend = memoryBackend{}
+)

@@ -10,6 +10,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/storage/memstorage"
 	"github.com/zhostdb/zhost/host/storage/storagetest"
@@ -300,5 +304,57 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		run(b, st, oids)
 		_ = st.Close()
+	})
+}
+
+// BenchmarkRawLevelDB is the floor under packless: bare goleveldb puts of
+// one 200-byte value (synced and not) and gets out of 100,000, with the
+// options packless uses. Packless's figures divided by these are its
+// overhead (reading the old record, the serial index, counts, meta).
+func BenchmarkRawLevelDB(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("put-sync=%v", sync), func(b *testing.B) {
+			db, err := leveldb.OpenFile(b.TempDir(), &opt.Options{Filter: filter.NewBloomFilter(10)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = db.Close() })
+			v := make([]byte, 200)
+			wo := &opt.WriteOptions{Sync: sync}
+			b.ResetTimer()
+			for i := range b.N {
+				if err := db.Put([]byte(fmt.Sprintf("k%06d", i%100)), v, wo); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+		})
+	}
+	b.Run("get", func(b *testing.B) {
+		dir := b.TempDir()
+		db, err := leveldb.OpenFile(dir, &opt.Options{Filter: filter.NewBloomFilter(10)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = db.Close() })
+		v := make([]byte, 200)
+		var batch leveldb.Batch
+		for i := range 100_000 {
+			batch.Put([]byte(fmt.Sprintf("k%06d", i)), v)
+			if batch.Len() == 5000 {
+				if err := db.Write(&batch, nil); err != nil {
+					b.Fatal(err)
+				}
+				batch.Reset()
+			}
+		}
+		rng := rand.New(rand.NewPCG(3, 4))
+		b.ResetTimer()
+		for range b.N {
+			if _, err := db.Get([]byte(fmt.Sprintf("k%06d", rng.IntN(100_000))), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
 	})
 }

@@ -434,3 +434,9 @@ func (s *Server) Resolve(ctx context.Context, req *pb.ResolveRequest) (*pb.Mount
 	}
 	return &pb.MountTarget{Partition: t.Partition, Folder: t.Folder, Server: t.Server}, nil
 }
+
+var (
+	_ pb.PluginServer  = (*Server)(nil)
+	_ pb.BackendServer = (*Server)(nil)
+	_ pb.MountServer   = (*Server)(nil)
+)

@@ -457,8 +457,16 @@ func (t *txn) Vote(ctx context.Context) error {
 		t.state = txFailed
 		return fmt.Errorf("jsonl: vote: %w", err)
 	}
-	t.locked = true
 	t.s.mu.RLock()
+	if t.s.closed {
+		// Close released the lock (aborting the transaction holding it)
+		// just before it would have ended this wait.
+		t.s.mu.RUnlock()
+		t.s.lock.Unlock()
+		t.state = txDone
+		return fmt.Errorf("jsonl: vote: %w", storage.ErrClosed)
+	}
+	t.locked = true
 	var conflicts []storage.Conflict
 	for _, r := range t.order {
 		cur := t.s.objects[r.Oid].serial
