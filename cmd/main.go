@@ -104,11 +104,27 @@ func Run(env *Env, args []string) int {
 	if c.Flags != nil {
 		c.Flags(fs)
 	}
-	fs.Usage = func() { commandUsage(fs.Output(), c, fs) }
+	// -h/--help is answered on stdout with exit 0; any other flag error
+	// prints the usage on stderr with exit 2. The flag package calls
+	// Usage itself on both, so Usage decides by what it is asked for.
+	helpWanted := false
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			helpWanted = true
+		}
+	}
+	fs.Usage = func() {
+		if helpWanted {
+			commandUsage(env.Stdout, c, fs)
+			return
+		}
+		commandUsage(env.Stderr, c, fs)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if err == flag.ErrHelp {
-			fs.SetOutput(env.Stdout)
-			commandUsage(env.Stdout, c, fs)
 			return ExitOK
 		}
 		return ExitUsage

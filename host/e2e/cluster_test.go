@@ -357,7 +357,9 @@ func TestClusterEndToEnd(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		kill()
 		// Keep writing until writes succeed again after the kill.
+		mu.Lock()
 		before := len(acked)
+		mu.Unlock()
 		c.waitFor(30*time.Second, "writes to succeed again after killing the "+what, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
