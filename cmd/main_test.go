@@ -25,7 +25,7 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	if code, out, errOut := runCmd(t, "validate", "--no-such-flag"); code != ExitUsage || out != "" || !strings.Contains(errOut, "Usage: zhost validate") {
 		t.Fatalf("bad flag: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if code, _, _ := runCmd(t, ); code != ExitUsage {
+	if code, _, _ := runCmd(t); code != ExitUsage {
 		t.Fatalf("no arguments: code %d, want %d", code, ExitUsage)
 	}
 	if code, out, _ := runCmd(t, "version"); code != ExitOK || !strings.HasPrefix(out, "zhost ") {
