@@ -61,8 +61,19 @@ proto:
 bench: build plugins
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)
 
+# fuzz runs every fuzz target for FUZZTIME each (go test -fuzz takes one
+# target at a time). The committed seed corpora also run in `make test`.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzValidate:./hcl FuzzDecode:./host/wire FuzzDecodeObject:./host/db \
+	FuzzSplitPath:./host/db FuzzParse:./host/balancer/forwarded \
+	FuzzDecodeObject:./plugins/packless FuzzOpen:./plugins/filestorage
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime 60s ./hcl
+	@for t in $(FUZZ_TARGETS); do \
+		name=$${t%%:*}; pkg=$${t#*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN) var examples/var
