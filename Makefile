@@ -58,8 +58,12 @@ proto:
 		--go-grpc_out=plugins/proto --go-grpc_opt=paths=source_relative \
 		plugins/proto/*.proto
 
+# bench runs every Go benchmark (BENCHTIME=1s for steadier figures; each
+# reports ratios against a baseline measured in the same run). For the
+# server as a whole use `zhost bench` (see docs/performance.md).
+BENCHTIME ?= 1x
 bench: build plugins
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
 
 # fuzz runs every fuzz target for FUZZTIME each (go test -fuzz takes one
 # target at a time). The committed seed corpora also run in `make test`.
