@@ -5,12 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/zhostdb/zhost/host"
 	"github.com/zhostdb/zhost/host/client"
 	"github.com/zhostdb/zhost/host/storage"
 )
@@ -49,14 +47,9 @@ answer that they do not support it.`,
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if config != "" {
-				if _, err := os.Stat(config); err != nil {
-					fmt.Fprintf(env.Stderr, "zhost pack: %v\n", err)
-					return ExitUsage
-				}
-				cfg, diags := host.LoadConfig(ctx, config, nil)
-				if diags.HasErrors() {
-					writeDiagnostics(env.Stderr, config, diags)
-					return ExitFailure
+				cfg, code := loadConfig(ctx, env, "pack", config)
+				if cfg == nil {
+					return code
 				}
 				if cfg.Server == nil {
 					fmt.Fprintf(env.Stderr, "zhost pack: %s declares no server\n", config)

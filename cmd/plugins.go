@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	hcl2 "github.com/hashicorp/hcl/v2"
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/pluginhost"
@@ -78,8 +77,9 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 		p := hcl.NewParser(hcl.Options{StorageTypes: builtin.StorageTypes(), MountFunctions: builtin.MountFunctions()})
 		cfg, diags := p.Load(path)
 		if diags.HasErrors() {
-			wr := hcl2.NewDiagnosticTextWriter(env.Stderr, p.Files(), 78, false)
-			_ = wr.WriteDiagnostics(diags)
+			if err := writeDiagnosticFiles(env.Stderr, p.Files(), diags); err != nil {
+				fmt.Fprintf(env.Stderr, "zhost plugins: %v\n", err)
+			}
 			if cfg == nil {
 				return ExitFailure
 			}

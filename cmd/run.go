@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	hcl2 "github.com/hashicorp/hcl/v2"
-
 	"github.com/zhostdb/zhost/host"
 )
 
@@ -46,14 +44,9 @@ every node placed on that machine.`,
 }
 
 func runCluster(ctx context.Context, env *Env, file, node, machine string) int {
-	if _, err := os.Stat(file); err != nil {
-		fmt.Fprintf(env.Stderr, "zhost run: %v\n", err)
-		return ExitUsage
-	}
-	cfg, diags := host.LoadConfig(ctx, file, nil)
-	if diags.HasErrors() {
-		writeDiagnostics(env.Stderr, file, diags)
-		return ExitFailure
+	cfg, code := loadConfig(ctx, env, "run", file)
+	if cfg == nil {
+		return code
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -144,14 +137,4 @@ func pollCtx(ctx context.Context, limit time.Duration, f func(context.Context) e
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// writeDiagnostics prints diagnostics like `zhost validate` does.
-func writeDiagnostics(w interface{ Write([]byte) (int, error) }, file string, diags hcl2.Diagnostics) {
-	files := map[string]*hcl2.File{}
-	if src, err := os.ReadFile(file); err == nil {
-		files[file] = &hcl2.File{Bytes: src}
-	}
-	wr := hcl2.NewDiagnosticTextWriter(w, files, 78, false)
-	_ = wr.WriteDiagnostics(diags)
 }

@@ -94,9 +94,8 @@ func runValidate(env *Env, fs *flag.FlagSet, args []string, jsonOut, offline boo
 	if jsonOut {
 		writeJSONReport(env, hcl.NewReport(diags, p.Files()))
 	} else {
-		wr := hcl2.NewDiagnosticTextWriter(env.Stderr, p.Files(), 78, false)
-		if err := wr.WriteDiagnostics(diags); err != nil {
-			fmt.Fprintf(env.Stderr, "zhost validate: write diagnostics: %v\n", err)
+		if err := writeDiagnosticFiles(env.Stderr, p.Files(), diags); err != nil {
+			fmt.Fprintf(env.Stderr, "zhost validate: %v\n", err)
 		}
 		rep := hcl.NewReport(diags, nil)
 		switch {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -83,15 +84,24 @@ func newPluginManager(cfg *hcl.Config, opts NodeOptions) (*pluginhost.Manager, e
 		PluginDir: cfg.PluginDir,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start plugin manager: %w", err)
 	}
 	for _, p := range cfg.Plugins {
 		if err := mgr.Add(pluginhost.SpecFromConfig(p)); err != nil {
-			_ = mgr.Close()
-			return nil, err
+			closePlugins(mgr, opts.Logger)
+			return nil, fmt.Errorf("plugin %q (%s): %w", p.Name, p.DeclRange, err)
 		}
 	}
 	return mgr, nil
+}
+
+// closePlugins stops every plugin process of mgr (and closes the
+// storages opened through it), logging what failed: it runs on every exit
+// path of a node, where there is no caller left to return an error to.
+func closePlugins(mgr *pluginhost.Manager, log hclog.Logger) {
+	if err := mgr.Close(); err != nil {
+		log.Error("stopping plugins", "error", err)
+	}
 }
 
 func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err error) {
@@ -101,11 +111,7 @@ func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err erro
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := mgr.Close(); cerr != nil {
-			log.Error("stopping plugins", "error", cerr)
-		}
-	}()
+	defer closePlugins(mgr, log)
 	parts := make(map[string]server.Partition, len(cfg.Partitions))
 	for _, p := range cfg.Partitions {
 		sb := cfg.Storage(p.Storage)
@@ -139,6 +145,13 @@ func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err erro
 		return fmt.Errorf("server %q: %w", sc.Name, err)
 	}
 	if err := srv.Start(ctx); err != nil {
+		// Start may have opened the invalidation logs before its listen
+		// failed; Shutdown closes them (and is harmless otherwise).
+		sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+		defer cancel()
+		if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, server.ErrServerClosed) {
+			log.Warn("cleaning up after a failed start", "error", serr)
+		}
 		return fmt.Errorf("server %q: %w", sc.Name, err)
 	}
 	log.Info("storage server listening", "addr", srv.Addr().String(), "partitions", len(parts))
@@ -157,11 +170,7 @@ func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err erro
 
 // dialServer connects to the storage server, retrying with backoff until
 // ctx ends: app nodes may start before the server listens.
-func dialServer(ctx context.Context, c *hcl.Client, log hclog.Logger) (*client.Conn, error) {
-	tlsConf, err := clientTLS(c.TLS)
-	if err != nil {
-		return nil, err
-	}
+func dialServer(ctx context.Context, c *hcl.Client, tlsConf *tls.Config, log hclog.Logger) (*client.Conn, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		conn, err := client.Dial(ctx, client.ConnOptions{
@@ -186,7 +195,11 @@ func dialServer(ctx context.Context, c *hcl.Client, log hclog.Logger) (*client.C
 
 func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOptions) error {
 	log := opts.Logger
-	conn, err := dialServer(ctx, c, log)
+	tlsConf, err := clientTLS(c.TLS)
+	if err != nil {
+		return fmt.Errorf("client %q: %w", c.Name, err)
+	}
+	conn, err := dialServer(ctx, c, tlsConf, log)
 	if err != nil {
 		return err
 	}
@@ -201,11 +214,7 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := mgr.Close(); cerr != nil {
-			log.Error("stopping plugins", "error", cerr)
-		}
-	}()
+	defer closePlugins(mgr, log)
 	var mounts []db.Mount
 	for _, m := range cfg.Mounts {
 		pluginName := m.Plugin
@@ -236,7 +245,13 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 			if addr == "" || addr == c.Server {
 				return conn.Open(ctx, partition, client.PartitionOptions{CacheSize: c.CacheSize})
 			}
-			return client.Open(ctx, client.Options{Addr: addr, Partition: partition, Name: c.Name, CacheSize: c.CacheSize, Logger: log.Named("client")})
+			// Another server: dialed with the node's connect_timeout and
+			// tls block; the certificate is checked against addr's host
+			// unless server_name says otherwise.
+			return client.Open(ctx, client.Options{
+				Addr: addr, Partition: partition, Name: c.Name, CacheSize: c.CacheSize,
+				TLS: tlsConf, ConnectTimeout: c.ConnectTimeout, Logger: log.Named("client"),
+			})
 		},
 		Meta: storage.TxMeta{Extension: map[string]string{"node": c.Name}},
 	})

@@ -16,9 +16,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/zhostdb/zhost/host/balancer/forwarded"
 	"github.com/zhostdb/zhost/host/db"
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/internal/forwarded"
 )
 
 // App is the object publisher one client node serves. It is an

@@ -570,3 +570,31 @@ func TestUnencodableDocumentIs500(t *testing.T) {
 		t.Fatalf("GET of an unencodable document: %d %s", r.status, r.body)
 	}
 }
+
+// TestPutIdenticalKeepsSerial: PUT of the data a document already holds
+// writes nothing, so it answers the serial the document still has, not a
+// tid that never touched it (POST /_tx always behaved so; PUT now shares
+// its code).
+func TestPutIdenticalKeepsSerial(t *testing.T) {
+	n := newTestNode(t, nil)
+	doc := map[string]any{"title": "Same", "n": 3}
+	r := n.do(t, "PUT", "/same", doc)
+	if r.status != http.StatusCreated {
+		t.Fatalf("first PUT: %d %s", r.status, r.body)
+	}
+	tag := r.header.Get("ETag")
+	r = n.do(t, "PUT", "/same", doc, "If-Match", tag)
+	if r.status != http.StatusOK || r.header.Get("ETag") != tag {
+		t.Fatalf("identical PUT: %d ETag %q, want 200 and %q; %s", r.status, r.header.Get("ETag"), tag, r.body)
+	}
+	if got := r.header.Get(HeaderTid); got != "" {
+		t.Fatalf("identical PUT reported a write tid %q", got)
+	}
+	if g := n.do(t, "GET", "/same", nil); g.header.Get("ETag") != tag {
+		t.Fatalf("GET after identical PUT: ETag %q, want %q", g.header.Get("ETag"), tag)
+	}
+	r = n.do(t, "PUT", "/same", map[string]any{"title": "Changed", "n": 3}, "If-Match", tag)
+	if r.status != http.StatusOK || r.header.Get("ETag") == tag || r.header.Get(HeaderTid) == "" {
+		t.Fatalf("changed PUT: %d ETag %q tid %q", r.status, r.header.Get("ETag"), r.header.Get(HeaderTid))
+	}
+}

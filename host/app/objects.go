@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -263,6 +264,9 @@ func (a *App) putObject(w http.ResponseWriter, r *http.Request, path string) {
 // putResult is what a put or delete did inside its transaction.
 type putResult struct {
 	created bool
+	// changed: the transaction wrote the object (false for a put of the
+	// data the document already holds), so its serial is the tid.
+	changed bool
 	// main: the change is in the main partition, so its tid is one a
 	// later request can wait for.
 	main bool
@@ -271,56 +275,83 @@ type putResult struct {
 }
 
 // serial is the object's serial after a commit with tid: tid, unless the
-// transaction wrote nothing (an identical document), which leaves the old
-// serial.
+// transaction did not write it (an identical document), which leaves the
+// old serial.
 func (p putResult) serial(tid storage.Tid) storage.Tid {
-	if tid == storage.ZeroTid {
+	if tid == storage.ZeroTid || !p.changed {
 		return p.before
 	}
 	return tid
 }
 
-// inMain reports whether folder f lives in the main partition.
-func inMain(ctx context.Context, tx *db.Tx, f *db.Folder) (bool, error) {
+// target is what a write at a path finds: the parent folder, the last
+// name, whether the parent lives in the main partition, and the object
+// now there (nil when nothing is).
+type target struct {
+	parent *db.Folder
+	name   string
+	main   bool
+	obj    db.Object
+}
+
+// locate finds path's parent folder inside tx, creating missing folders
+// when mkdir is set, and the object at path. Nothing at path is not an
+// error (obj is nil); a missing parent without mkdir is db.ErrNotFound.
+func locate(ctx context.Context, tx *db.Tx, path string, mkdir bool) (target, error) {
+	var t target
+	parentPath, name := splitParent(path)
+	var err error
+	if mkdir {
+		t.parent, err = tx.MkdirAll(ctx, parentPath)
+	} else {
+		t.parent, err = tx.Folder(ctx, parentPath)
+	}
+	if err != nil {
+		return t, err
+	}
+	t.name = name
 	root, err := tx.Root(ctx)
 	if err != nil {
-		return false, err
+		return t, err
 	}
-	return f.Partition() == root.Partition(), nil
+	t.main = t.parent.Partition() == root.Partition()
+	t.obj, err = t.parent.Get(ctx, name)
+	if errors.Is(err, db.ErrNotFound) {
+		return t, nil
+	}
+	return t, err
 }
 
 // putDocument creates or replaces the document at path inside tx,
-// creating missing parent folders.
+// creating missing parent folders. A document that already holds data is
+// left alone, so that the serial reported for it stays exact.
 func putDocument(ctx context.Context, tx *db.Tx, path string, data map[string]any, ifMatch string, createOnly bool) (putResult, error) {
 	var res putResult
-	parentPath, name := splitParent(path)
-	parent, err := tx.MkdirAll(ctx, parentPath)
+	t, err := locate(ctx, tx, path, true)
+	res.main = t.main
 	if err != nil {
 		return res, err
 	}
-	if res.main, err = inMain(ctx, tx, parent); err != nil {
-		return res, err
-	}
-	obj, err := parent.Get(ctx, name)
-	switch {
-	case errors.Is(err, db.ErrNotFound):
+	if t.obj == nil {
 		if err := checkPreconditions(path, ifMatch, createOnly, storage.ZeroTid); err != nil {
 			return res, err
 		}
-		res.created = true
-		return res, parent.Create(ctx, name, db.NewDocument(db.CloneMap(data)))
-	case err != nil:
-		return res, err
+		res.created, res.changed = true, true
+		return res, t.parent.Create(ctx, t.name, db.NewDocument(db.CloneMap(data)))
 	}
-	doc, ok := obj.(*db.Document)
+	doc, ok := t.obj.(*db.Document)
 	if !ok {
-		return res, fmt.Errorf("%s is a %s, not a document: %w", path, obj.TypeName(), db.ErrWrongType)
+		return res, fmt.Errorf("%s is a %s, not a document: %w", path, t.obj.TypeName(), db.ErrWrongType)
 	}
 	res.before = doc.Serial()
 	if err := checkPreconditions(path, ifMatch, createOnly, res.before); err != nil {
 		return res, err
 	}
+	if reflect.DeepEqual(doc.Data, data) {
+		return res, nil
+	}
 	doc.Data = db.CloneMap(data)
+	res.changed = true
 	return res, nil
 }
 
@@ -349,23 +380,20 @@ func (a *App) deleteObject(w http.ResponseWriter, r *http.Request, path string) 
 
 func deleteAt(ctx context.Context, tx *db.Tx, path, ifMatch string) (putResult, error) {
 	var res putResult
-	parentPath, name := splitParent(path)
-	parent, err := tx.Folder(ctx, parentPath)
+	t, err := locate(ctx, tx, path, false)
+	res.main = t.main
 	if err != nil {
 		return res, err
 	}
-	if res.main, err = inMain(ctx, tx, parent); err != nil {
-		return res, err
+	if t.obj == nil {
+		return res, fmt.Errorf("%s: %w", path, db.ErrNotFound)
 	}
-	obj, err := parent.Get(ctx, name)
-	if err != nil {
-		return res, err
-	}
-	res.before = serialOf(obj)
+	res.before = serialOf(t.obj)
 	if err := checkPreconditions(path, ifMatch, false, res.before); err != nil {
 		return res, err
 	}
-	return res, parent.Delete(ctx, name)
+	res.changed = true
+	return res, t.parent.Delete(ctx, t.name)
 }
 
 // writeWriteError maps errors of writes: a path through a document is a

@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 
 	"github.com/zhostdb/zhost/host/db"
 	"github.com/zhostdb/zhost/host/storage"
@@ -164,81 +162,42 @@ func applyOp(ctx context.Context, tx *db.Tx, op TxOp) (opState, bool, error) {
 	st := opState{path: op.Path}
 	switch op.Op {
 	case "put":
-		res, err := putDocumentIfChanged(ctx, tx, op.Path, op.Data, op.IfMatch)
+		res, err := putDocument(ctx, tx, op.Path, op.Data, op.IfMatch, false)
 		st.created, st.before, st.changed = res.created, res.before, res.changed
 		return st, res.main, err
 	case "delete":
 		res, err := deleteAt(ctx, tx, op.Path, op.IfMatch)
-		st.before, st.changed = res.before, true
+		st.before, st.changed = res.before, res.changed
 		return st, res.main, err
 	case "incr":
 		by := int64(1)
 		if op.By != nil {
 			by = *op.By
 		}
-		parentPath, name := splitParent(op.Path)
-		parent, err := tx.MkdirAll(ctx, parentPath)
+		t, err := locate(ctx, tx, op.Path, true)
 		if err != nil {
-			return st, false, err
+			return st, t.main, err
 		}
-		main, err := inMain(ctx, tx, parent)
-		if err != nil {
-			return st, false, err
-		}
-		obj, err := parent.Get(ctx, name)
-		if errors.Is(err, db.ErrNotFound) {
+		if t.obj == nil {
 			if err := checkPreconditions(op.Path, op.IfMatch, false, storage.ZeroTid); err != nil {
-				return st, main, err
+				return st, t.main, err
 			}
 			st.created, st.changed = true, true
 			v := by
 			st.value = &v
-			return st, main, parent.Create(ctx, name, db.NewCounter(by))
+			return st, t.main, t.parent.Create(ctx, t.name, db.NewCounter(by))
 		}
-		if err != nil {
-			return st, main, err
-		}
-		c, ok := obj.(*db.Counter)
+		c, ok := t.obj.(*db.Counter)
 		if !ok {
-			return st, main, fmt.Errorf("%s is a %s, not a counter: %w", op.Path, obj.TypeName(), db.ErrWrongType)
+			return st, t.main, fmt.Errorf("%s is a %s, not a counter: %w", op.Path, t.obj.TypeName(), db.ErrWrongType)
 		}
 		st.before = c.Serial()
 		if err := checkPreconditions(op.Path, op.IfMatch, false, st.before); err != nil {
-			return st, main, err
+			return st, t.main, err
 		}
 		v := c.Add(by)
 		st.value, st.changed = &v, by != 0
-		return st, main, nil
+		return st, t.main, nil
 	}
 	return st, false, fmt.Errorf("unknown op %q", op.Op)
-}
-
-// docResult is putResult plus whether the document's data changed.
-type docResult struct {
-	putResult
-	changed bool
-}
-
-// putDocumentIfChanged is putDocument that leaves an identical document
-// alone, so that its serial (reported per op) stays exact.
-func putDocumentIfChanged(ctx context.Context, tx *db.Tx, path string, data map[string]any, ifMatch string) (docResult, error) {
-	var res docResult
-	parentPath, name := splitParent(path)
-	parent, err := tx.MkdirAll(ctx, parentPath)
-	if err != nil {
-		return res, err
-	}
-	if res.main, err = inMain(ctx, tx, parent); err != nil {
-		return res, err
-	}
-	obj, err := parent.Get(ctx, name)
-	if err == nil {
-		if doc, ok := obj.(*db.Document); ok && reflect.DeepEqual(doc.Data, data) {
-			res.before = doc.Serial()
-			return res, checkPreconditions(path, ifMatch, false, res.before)
-		}
-	}
-	pr, err := putDocument(ctx, tx, path, data, ifMatch, false)
-	res.putResult, res.changed = pr, err == nil
-	return res, err
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/zhostdb/zhost/host/balancer/forwarded"
+	"github.com/zhostdb/zhost/internal/forwarded"
 )
 
 // ErrClosed is returned by Start and Serve after Shutdown.

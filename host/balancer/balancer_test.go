@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/zhostdb/zhost/host/balancer/forwarded"
+	"github.com/zhostdb/zhost/internal/forwarded"
 )
 
 // testBackend is a real HTTP server on 127.0.0.1 that names itself in

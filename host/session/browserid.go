@@ -6,13 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/zhostdb/zhost/internal/forwarded"
 )
 
 // idBytes is the number of random bytes in a browser id: 192 bits, well
@@ -135,7 +135,8 @@ type BrowserIDs struct {
 	secure        SecureMode
 	// publicHTTPS is true when the configured public URL is https.
 	publicHTTPS bool
-	trusted     []netip.Prefix
+	// trust names the proxies whose forwarding headers are believed.
+	trust *forwarded.Trust
 }
 
 // newBrowserIDs builds the cookie half of a Manager from checked options.
@@ -157,36 +158,16 @@ func newBrowserIDs(o *Options) (*BrowserIDs, error) {
 		}
 		b.publicHTTPS = strings.EqualFold(u.Scheme, "https")
 	}
-	for _, s := range o.TrustedProxies {
-		p, err := parsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
-		}
-		b.trusted = append(b.trusted, p)
+	trust, err := forwarded.ParseTrust(o.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, ErrInvalidOptions)
 	}
+	b.trust = trust
 	if b.sameSite == http.SameSiteNoneMode && b.secure == SecureNever {
 		// Browsers drop SameSite=None cookies without Secure.
 		return nil, fmt.Errorf("same_site none needs Secure cookies, but secure is never: %w", ErrInvalidOptions)
 	}
 	return b, nil
-}
-
-// parsePrefix accepts a CIDR ("10.0.0.0/8") or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("parse CIDR: %w: %w", err, ErrInvalidOptions)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("parse address: %w: %w", err, ErrInvalidOptions)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // CookieName returns the name of the browser id cookie.
@@ -221,49 +202,17 @@ func (b *BrowserIDs) Secure(r *http.Request) bool {
 	return b.forwardedHTTPS(r)
 }
 
-// forwardedHTTPS reads Forwarded (RFC 7239) and X-Forwarded-Proto, but
-// only when the peer that sent the request is a trusted proxy: anyone
-// else could forge them.
+// forwardedHTTPS reports whether trusted forwarding headers (Forwarded,
+// RFC 7239, else X-Forwarded-Proto) say the browser used https. They are
+// believed only from a trusted peer, and only as far as the chain of
+// trusted hops reaches (see forwarded.Trust.Resolve): anyone else could
+// forge them.
 func (b *BrowserIDs) forwardedHTTPS(r *http.Request) bool {
-	if len(b.trusted) == 0 || !b.trustedPeer(r.RemoteAddr) {
+	if b.trust.Empty() {
 		return false
 	}
-	// The proxy nearest to us appended last; it is the one we trust, and
-	// it reports the scheme the hop before it used. A balancer that
-	// terminates TLS is normally the only hop, so the last value counts.
-	if vs := r.Header.Values("Forwarded"); len(vs) > 0 {
-		elems := strings.Split(strings.Join(vs, ","), ",")
-		last := elems[len(elems)-1]
-		for _, pair := range strings.Split(last, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-			if ok && strings.EqualFold(k, "proto") {
-				return strings.EqualFold(strings.Trim(v, `"`), "https")
-			}
-		}
-	}
-	if vs := r.Header.Values("X-Forwarded-Proto"); len(vs) > 0 {
-		parts := strings.Split(strings.Join(vs, ","), ",")
-		return strings.EqualFold(strings.TrimSpace(parts[len(parts)-1]), "https")
-	}
-	return false
-}
-
-func (b *BrowserIDs) trustedPeer(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range b.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	o := b.trust.Resolve(r)
+	return o.FromHeaders && o.Proto == "https"
 }
 
 // VersionCookieName returns the name of the read-your-writes cookie that

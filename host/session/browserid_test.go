@@ -147,9 +147,23 @@ func TestSecureDecision(t *testing.T) {
 	xfp := plain()
 	xfp.Header.Set("X-Forwarded-Proto", "https")
 	fwd := plain()
-	fwd.Header.Set("Forwarded", `for=1.2.3.4;proto=http, for=10.1.2.3;proto="https"`)
+	fwd.Header.Set("Forwarded", `for=1.2.3.4;proto="https"`)
 	fwdHTTP := plain()
 	fwdHTTP.Header.Set("Forwarded", "for=1.2.3.4;proto=http")
+	// Two proxies: the browser reached the outer one over http, the outer
+	// one (10.9.9.9, trusted) reached the inner one over https. The
+	// browser's scheme is what counts, as it is for the app's URLs.
+	fwdChain := plain()
+	fwdChain.Header.Set("Forwarded", `for=1.2.3.4;proto=http, for=10.9.9.9;proto=https`)
+	fwdChainHTTPS := plain()
+	fwdChainHTTPS.Header.Set("Forwarded", `for=1.2.3.4;proto=https, for=10.9.9.9;proto=http`)
+	// A comma inside a quoted value is not an element separator: the
+	// element says http (regression: a split on every comma read the tail
+	// of the quoted "by" as a second element saying https).
+	fwdQuoted := plain()
+	fwdQuoted.Header.Set("Forwarded", `for=1.2.3.4;proto=http;by="_x,proto=https"`)
+	fwdMalformed := plain()
+	fwdMalformed.Header.Set("Forwarded", `for=1.2.3.4;proto=https;junk`)
 	untrusted := plain()
 	untrusted.RemoteAddr = "192.0.2.7:4444"
 	untrusted.Header.Set("X-Forwarded-Proto", "https")
@@ -173,6 +187,11 @@ func TestSecureDecision(t *testing.T) {
 		{"xfp from untrusted peer", Options{TrustedProxies: []string{"10.0.0.0/8"}}, untrusted, false},
 		{"forwarded trusted", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwd, true},
 		{"forwarded http", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwdHTTP, false},
+		{"forwarded chain, browser on http", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwdChain, false},
+		{"forwarded chain, browser on https", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwdChainHTTPS, true},
+		{"forwarded chain, outer hop untrusted", Options{TrustedProxies: []string{"10.1.2.3"}}, fwdChainHTTPS, false},
+		{"forwarded quoted comma", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwdQuoted, false},
+		{"forwarded malformed", Options{TrustedProxies: []string{"10.0.0.0/8"}}, fwdMalformed, false},
 		{"mapped v6 peer", Options{TrustedProxies: []string{"10.0.0.0/8"}}, v6, true},
 		{"always", Options{Secure: SecureAlways}, plain(), true},
 		{"never", Options{Secure: SecureNever, PublicURL: "https://x"}, withTLS, false},

@@ -15,7 +15,7 @@ import (
 const (
 	DefaultCacheSize   = 8 << 20 // LevelDB block cache
 	DefaultBloomBits   = 10      // bloom filter bits per key: about 1% false positives
-	DefaultWriteBuffer = 4 << 20 // LevelDB memtable (and journal) size before a flush
+	DefaultWriteBuffer = 1 << 20 // LevelDB memtable (and journal) size before a flush
 )
 
 // Options configures a packless store. The zero value is durable and uses

@@ -1,9 +1,11 @@
 // Package forwarded parses and writes the headers through which HTTP
 // proxies describe the client: Forwarded (RFC 7239) and the de facto
-// X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto. It sits in layer
-// 8 of zhost beside the balancer, which writes these headers, and the app,
-// which reads them to build absolute URLs that point at the public front
-// end rather than at the node itself.
+// X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto. It is internal
+// to zhost and imports nothing of it, so every layer that meets these
+// headers shares one parser: the sessions (layer 7) read the scheme the
+// browser used to decide on Secure cookies; the balancer (layer 8) writes
+// the headers; the app (layer 8) reads them to build absolute URLs that
+// point at the public front end rather than at the node itself.
 //
 // Headers are believed only from trusted peers, named by address ranges:
 //
