@@ -1,6 +1,3 @@
-// Package zhostcmd is the zhost command line as a library, layer 10 of
-// zhost: cmd/zhost/main.go only calls Main. Each verb lives in its own file
-// and registers itself with RegisterCommand from an init function.
 package zhostcmd
 
 import (

@@ -2,6 +2,7 @@ package zhostcmd
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host"
 )
 
@@ -44,6 +46,10 @@ every node placed on that machine.`,
 }
 
 func runCluster(ctx context.Context, env *Env, file, node, machine string) int {
+	if node != "" && machine != "" {
+		fmt.Fprintln(env.Stderr, "zhost run: give --node or --machine, not both")
+		return ExitUsage
+	}
 	cfg, code := loadConfig(ctx, env, "run", file)
 	if cfg == nil {
 		return code
@@ -65,7 +71,17 @@ func runCluster(ctx context.Context, env *Env, file, node, machine string) int {
 			return ExitFailure
 		}
 		defer closeLog()
-		if err := host.RunNode(ctx, cfg, node, host.NodeOptions{Logger: log, Exe: exe}); err != nil {
+		ready := func(addr net.Addr) {
+			// Only a node run by hand says where to go; under the
+			// supervisor (JSON logs) the supervisor says it once for all.
+			if os.Getenv(host.EnvLogJSON) != "" {
+				return
+			}
+			if n.Kind == hcl.KindBalancer || (n.Kind == hcl.KindClient && len(cfg.Balancers) == 0) {
+				fmt.Fprintf(env.Stdout, "zhost: node %s is up on %s; point a browser at %s\n", node, addr, host.NodeBrowserURL(cfg, node))
+			}
+		}
+		if err := host.RunNode(ctx, cfg, node, host.NodeOptions{Logger: log, Exe: exe, Ready: ready}); err != nil {
 			log.Error("node failed", "error", err)
 			return ExitCrash
 		}
@@ -101,7 +117,7 @@ func runCluster(ctx context.Context, env *Env, file, node, machine string) int {
 		return ExitFailure
 	}
 	defer closeLog()
-	sup := host.NewSupervisor(host.SupervisorOptions{Exe: exe, Children: children, Logger: log})
+	sup := host.NewSupervisor(host.SupervisorOptions{Exe: exe, Children: children, Logger: log, StopTimeout: stopTimeout(cfg)})
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(ctx) }()
 	go func() {
@@ -116,7 +132,11 @@ func runCluster(ctx context.Context, env *Env, file, node, machine string) int {
 		}
 	}()
 	if err := <-done; err != nil {
-		log.Error("cluster failed to start", "error", err)
+		if errors.Is(err, host.ErrAllFailed) {
+			log.Error("cluster stopped: every node kept crashing", "error", err)
+		} else {
+			log.Error("cluster failed to start", "error", err)
+		}
 		return ExitFailure
 	}
 	log.Info("cluster stopped")
@@ -137,4 +157,17 @@ func pollCtx(ctx context.Context, limit time.Duration, f func(context.Context) e
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// stopTimeout is how long the supervisor lets a node stop after SIGTERM
+// before it kills it: longer than any node's own graceful bound (a
+// balancer's drain_timeout, the other nodes' default ShutdownTimeout of
+// 20s), so that a drain the config allows is never cut short by a kill.
+func stopTimeout(cfg *hcl.Config) time.Duration {
+	const margin = 5 * time.Second
+	d := 20*time.Second + margin
+	for _, b := range cfg.Balancers {
+		d = max(d, b.DrainTimeout+margin)
+	}
+	return d
 }

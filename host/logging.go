@@ -18,8 +18,9 @@ const EnvLogJSON = "ZHOST_LOG_JSON"
 const EnvLogLevel = "ZHOST_LOG_LEVEL"
 
 // NewLogger returns the logger of one node: named after the node, on
-// stderr (JSON when EnvLogJSON is set), and also appended to logFile when
-// that is set. The returned close function closes the log file.
+// stderr (JSON when EnvLogJSON is set), and also appended to logFile as
+// hclog JSON lines when that is set. The returned close function closes
+// the log file.
 func NewLogger(name, logFile string, stderr io.Writer) (hclog.Logger, func() error, error) {
 	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
 	if level == hclog.NoLevel {
@@ -42,9 +43,10 @@ func NewLogger(name, logFile string, stderr io.Writer) (hclog.Logger, func() err
 	if file == nil {
 		return hclog.New(opts), closeFn, nil
 	}
-	// The log file gets its own sink, in plain text whatever stderr is.
+	// The log file gets its own sink in hclog JSON lines, whatever stderr
+	// is, as docs/config.md promises for log_file: one parseable event log.
 	il := hclog.NewInterceptLogger(opts)
-	il.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Name: name, Level: level, Output: file}))
+	il.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Name: name, Level: level, Output: file, JSONFormat: true}))
 	var l hclog.Logger = il
 	return l, closeFn, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -12,19 +13,44 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
+// maxLogLine bounds one relayed line; the rest of a longer line is
+// dropped (and said so), never left unread.
+const maxLogLine = 1 << 20
+
 // RelayLog reads hclog JSON lines (what every node and plugin writes on
 // stderr) from r and re-emits each through l at its own level, so a child's
 // log appears in the parent's log under the child's name. Lines that are
-// not JSON are logged at info level as they are. It returns when r is
-// exhausted.
+// not JSON are logged at info level as they are; a line longer than 1 MiB
+// is cut there. It reads r to its end whatever it holds, so a child never
+// blocks on a full pipe, and returns when r is exhausted or fails.
 func RelayLog(r io.Reader, l hclog.Logger) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		relayLine(sc.Bytes(), l)
-	}
-	if err := sc.Err(); err != nil {
-		l.Warn("log relay stopped", "error", err)
+	br := bufio.NewReaderSize(r, 64*1024)
+	var line []byte
+	dropped := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if room := maxLogLine - len(line); len(chunk) <= room {
+			line = append(line, chunk...)
+		} else {
+			line = append(line, chunk[:room]...)
+			dropped += len(chunk) - room
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue // the line goes on
+		}
+		if dropped > 0 {
+			l.Warn("log line too long; cut", "kept_bytes", len(line), "dropped_bytes", dropped)
+			l.Info(string(bytes.TrimRight(line, "\r\n")))
+		} else if len(line) > 0 {
+			relayLine(bytes.TrimRight(line, "\r\n"), l)
+		}
+		line, dropped = line[:0], 0
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				l.Warn("log relay stopped", "error", err)
+			}
+			return
+		}
 	}
 }
 

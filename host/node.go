@@ -61,19 +61,30 @@ func RunNode(ctx context.Context, cfg *hcl.Config, name string, opts NodeOptions
 		return fmt.Errorf("node %q: %w", name, err)
 	}
 	defer RemovePIDFile(n.PidFile)
+	err := runNode(ctx, cfg, n, opts)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Asked to stop before the node was up (an app node still
+		// waiting for its server): a clean stop, not a failure.
+		opts.Logger.Info("stopped while starting", "reason", err)
+		return nil
+	}
+	return err
+}
+
+func runNode(ctx context.Context, cfg *hcl.Config, n *hcl.Node, opts NodeOptions) error {
 	switch n.Kind {
 	case hcl.KindServer:
 		return runServer(ctx, cfg, opts)
 	case hcl.KindClient:
-		return runClient(ctx, cfg, cfg.Client(name), opts)
+		return runClient(ctx, cfg, cfg.Client(n.Name), opts)
 	case hcl.KindBalancer:
 		for _, b := range cfg.Balancers {
-			if b.Name == name {
+			if b.Name == n.Name {
 				return runBalancer(ctx, cfg, b, opts)
 			}
 		}
 	}
-	return fmt.Errorf("node %q: unknown kind %q", name, n.Kind)
+	return fmt.Errorf("node %q: unknown kind %q", n.Name, n.Kind)
 }
 
 // newPluginManager returns a manager that knows every plugin block.
@@ -184,10 +195,12 @@ func dialServer(ctx context.Context, c *hcl.Client, tlsConf *tls.Config, log hcl
 			return conn, nil
 		}
 		log.Warn("storage server not reachable yet; retrying", "addr", c.Server, "error", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to %s: %w", c.Server, err)
-		case <-time.After(backoff):
+			t.Stop()
+			return nil, fmt.Errorf("connect to %s: %w (last attempt: %v)", c.Server, ctx.Err(), err)
+		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
@@ -321,7 +334,15 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 	if err != nil {
 		return fmt.Errorf("client %q: listen: %w", c.Name, err)
 	}
-	hs := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	hs := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Longer than the balancer's idle timeout (90s), so the
+		// balancer, not the node, closes a kept-alive connection and
+		// never sends a request on one the node is closing.
+		IdleTimeout: 120 * time.Second,
+		ErrorLog:    log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("app node serving", "addr", ln.Addr().String(), "public_url", publicURL, "server", c.Server)
@@ -460,4 +481,20 @@ func BrowserURL(cfg *hcl.Config) string {
 		return u.String()
 	}
 	return ""
+}
+
+// NodeBrowserURL returns where to point a browser at node name: a
+// balancer's public URL, an app node's own address, or BrowserURL for the
+// server (which serves no HTTP) and for unknown names.
+func NodeBrowserURL(cfg *hcl.Config, name string) string {
+	for _, b := range cfg.Balancers {
+		if b.Name == name {
+			return b.PublicURL
+		}
+	}
+	if c := cfg.Client(name); c != nil {
+		u := url.URL{Scheme: "http", Host: c.Advertise, Path: "/"}
+		return u.String()
+	}
+	return BrowserURL(cfg)
 }

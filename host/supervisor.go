@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,6 +50,11 @@ type SupervisorOptions struct {
 	ReadyTimeout time.Duration
 }
 
+// ErrAllFailed is returned by Supervisor.Run when every child has been
+// marked failed (each crashed MaxCrashes times in a row): nothing is left
+// to supervise, so the supervisor gives up instead of idling.
+var ErrAllFailed = errors.New("every node failed")
+
 // ChildState is what Status reports of one child.
 type ChildState struct {
 	Name     string
@@ -73,6 +79,8 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	states []*childState
+	// failed receives one value per child marked failed.
+	failed chan string
 }
 
 type childState struct {
@@ -104,7 +112,7 @@ func NewSupervisor(opts SupervisorOptions) *Supervisor {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 15 * time.Second
 	}
-	s := &Supervisor{opts: opts, log: opts.Logger}
+	s := &Supervisor{opts: opts, log: opts.Logger, failed: make(chan string, len(opts.Children))}
 	for _, c := range opts.Children {
 		s.states = append(s.states, &childState{ChildState: ChildState{Name: c.Name}})
 	}
@@ -123,8 +131,10 @@ func (s *Supervisor) Status() []ChildState {
 }
 
 // Run starts the children and supervises them until ctx ends, then stops
-// them in reverse order and returns. It returns an error only if a child
-// could not be started at all (a missing executable, say).
+// them in reverse order and returns. It returns an error if a child could
+// not be started at all (a missing executable, say), or ErrAllFailed
+// (wrapped) once every child has been marked failed; a cluster with some
+// nodes failed and others running keeps running. Run is called once.
 func (s *Supervisor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -154,7 +164,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 	if startErr == nil {
-		<-ctx.Done()
+		startErr = s.waitStopOrAllFailed(ctx)
 	}
 	// Stop watchers from restarting, then stop children in reverse order.
 	cancel()
@@ -162,6 +172,21 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.stop(s.states[i])
 	}
 	return startErr
+}
+
+// waitStopOrAllFailed returns nil when ctx ends, or an ErrAllFailed error
+// once every child has been marked failed.
+func (s *Supervisor) waitStopOrAllFailed(ctx context.Context) error {
+	var names []string
+	for len(names) < len(s.states) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case n := <-s.failed:
+			names = append(names, n)
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrAllFailed, names)
 }
 
 func pollReady(ctx context.Context, ready func(context.Context) error) error {
@@ -240,29 +265,34 @@ func (s *Supervisor) watch(ctx context.Context, c Child, st *childState) {
 		crashes++
 		if crashes >= s.opts.MaxCrashes {
 			s.log.Error("node keeps crashing; marked failed, not restarting", "node", c.Name, "exit", exit, "crashes", crashes)
-			s.mu.Lock()
-			st.Failed = true
-			s.mu.Unlock()
+			s.markFailed(st)
 			return
 		}
 		s.log.Error("node exited; restarting", "node", c.Name, "exit", exit, "backoff", backoff)
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(backoff):
+		case <-t.C:
 		}
 		backoff = min(2*backoff, s.opts.MaxBackoff)
 		if err := s.start(c, st); err != nil {
 			s.log.Error("restart failed; marked failed", "node", c.Name, "error", err)
-			s.mu.Lock()
-			st.Failed = true
-			s.mu.Unlock()
+			s.markFailed(st)
 			return
 		}
 		s.mu.Lock()
 		st.Restarts++
 		s.mu.Unlock()
 	}
+}
+
+func (s *Supervisor) markFailed(st *childState) {
+	s.mu.Lock()
+	st.Failed = true
+	s.mu.Unlock()
+	s.failed <- st.Name // buffered for every child; a child fails once
 }
 
 // stop sends SIGTERM, waits StopTimeout, then kills.

@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -165,8 +166,17 @@ func TestSupervisorRestartsThenMarksFailed(t *testing.T) {
 	if !strings.Contains(logs.String(), "marked failed") || !strings.Contains(logs.String(), "crashing on purpose") {
 		t.Fatalf("log lacks crash reports:\n%s", logs.String())
 	}
-	cancel()
-	<-done
+	// Its only child failed: Run gives up by itself (regression: it
+	// idled until a signal with nothing running, and `zhost run` never
+	// exited).
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrAllFailed) || !strings.Contains(err.Error(), "bad") {
+			t.Fatalf("Run = %v, want ErrAllFailed naming the node", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return with every child failed")
+	}
 }
 
 func TestSupervisorCrashLeavesNoOrphans(t *testing.T) {

@@ -46,6 +46,15 @@ func (a *App) serveSession(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, r, statusOfBody(err), "", err)
 			return
 		}
+		// Check every key before changing anything: the middleware commits
+		// what was set, so a bad key found halfway would store half the
+		// patch behind a 400.
+		for k := range patch {
+			if k == "" || len(k) > session.MaxKeyLen {
+				a.writeError(w, r, http.StatusBadRequest, "", fmt.Errorf("session key %q: want 1 to %d bytes: %w", k, session.MaxKeyLen, session.ErrValue))
+				return
+			}
+		}
 		// Keys set to null are removed; the others are set. Setting a key
 		// creates the session if the browser has none.
 		for k, v := range patch {

@@ -224,3 +224,31 @@ func TestSessionErrors(t *testing.T) {
 		t.Fatalf("session over the limit: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
+
+// TestSessionPatchAllOrNothing: a PUT /_session with one bad key changes
+// nothing (regression: keys before the bad one, in map order, were set
+// and committed by the middleware behind the 400).
+func TestSessionPatchAllOrNothing(t *testing.T) {
+	n := newTestNode(t, withSessions(t))
+	br := newBrowser(t)
+	if st, _ := br.do(n, "PUT", "/_session", `{"keep":"me"}`); st != 200 {
+		t.Fatalf("first PUT: %d", st)
+	}
+	for i := 0; i < 5; i++ {
+		if st, _ := br.do(n, "PUT", "/_session", `{"a":1,"b":2,"c":3,"keep":null,"":4}`); st != 400 {
+			t.Fatalf("PUT with an empty key: %d, want 400", st)
+		}
+	}
+	st, s := br.do(n, "GET", "/_session", "")
+	if st != 200 || len(s.Data) != 1 || s.Data["keep"] != "me" {
+		t.Fatalf("session after rejected patches: %d %+v, want only keep=me", st, s.Data)
+	}
+	// A browser without a session gets none from a rejected patch.
+	fresh := newBrowser(t)
+	if st, _ := fresh.do(n, "PUT", "/_session", `{"x":1,"":2}`); st != 400 {
+		t.Fatalf("fresh PUT with an empty key: %d", st)
+	}
+	if _, s := fresh.do(n, "GET", "/_session", ""); s.Exists {
+		t.Fatalf("a rejected patch created a session: %+v", s)
+	}
+}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/zhostdb/zhost/host/client"
 	"github.com/zhostdb/zhost/host/db"
-	"github.com/zhostdb/zhost/host/server"
 	"github.com/zhostdb/zhost/host/storage"
 )
 
@@ -245,25 +244,7 @@ func BenchmarkCounterIncrementParallel(b *testing.B) {
 // and LoadBefore of the document.
 func BenchmarkReadDocumentNetwork(b *testing.B) {
 	ctx := context.Background()
-	st := newMemB(b)
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Shutdown(ctx) })
-	c, err := client.Open(ctx, client.Options{Addr: srv.Addr().String(), Partition: "main", Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close() })
-	d, err := db.Open(ctx, c, db.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = d.Close() })
+	d, c := benchNetworkDB(b)
 	var oid storage.Oid
 	if _, err := d.Update(ctx, func(tx *db.Tx) error {
 		doc := db.NewDocument(map[string]any{"title": "benchmark", "body": "some text of a document"})
@@ -304,25 +285,7 @@ func BenchmarkReadDocumentNetwork(b *testing.B) {
 // real server, against a raw client commit of a record of the same size.
 func BenchmarkWriteDocumentNetwork(b *testing.B) {
 	ctx := context.Background()
-	st := newMemB(b)
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Shutdown(ctx) })
-	c, err := client.Open(ctx, client.Options{Addr: srv.Addr().String(), Partition: "main", Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close() })
-	d, err := db.Open(ctx, c, db.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = d.Close() })
+	d, c := benchNetworkDB(b)
 	var rec storage.Record
 	if _, err := d.Update(ctx, func(tx *db.Tx) error {
 		return tx.Put(ctx, "/doc", db.NewDocument(map[string]any{"title": "benchmark", "n": 0}))
@@ -379,4 +342,23 @@ func BenchmarkWriteDocumentNetwork(b *testing.B) {
 		tm.db += t2.Sub(t1)
 	}
 	tm.report(b)
+}
+
+// benchNetworkDB opens a DB over a client of a real server that serves
+// an in-memory main partition on a free loopback port.
+func benchNetworkDB(b *testing.B) (*db.DB, *client.Client) {
+	b.Helper()
+	ctx := context.Background()
+	addr := startServer(b, map[string]storage.Storage{"main": newMemB(b)})
+	c, err := client.Open(ctx, client.Options{Addr: addr, Partition: "main", Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	d, err := db.Open(ctx, c, db.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	return d, c
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // startServer serves the given partitions on a free loopback port.
-func startServer(t *testing.T, parts map[string]storage.Storage) string {
+func startServer(t testing.TB, parts map[string]storage.Storage) string {
 	t.Helper()
 	ps := map[string]server.Partition{}
 	for name, st := range parts {
@@ -25,7 +25,9 @@ func startServer(t *testing.T, parts map[string]storage.Storage) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(testCtx(t)); err != nil {
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Start(sctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

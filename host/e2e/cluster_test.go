@@ -64,9 +64,11 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-func startCluster(t *testing.T) *cluster {
+// writeConfig writes examples/cluster.hcl, with free ports and quick
+// health checks, to a temp dir; it returns the dir, the file and the
+// port that replaced each of the example's ports.
+func writeConfig(t *testing.T) (string, string, map[string]string) {
 	t.Helper()
-	exe := testbin.Zhost(t)
 	root, err := testbin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +98,13 @@ func startCluster(t *testing.T) *cluster {
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return dir, cfg, ports
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	exe := testbin.Zhost(t)
+	dir, cfg, ports := writeConfig(t)
 	c := &cluster{
 		t: t, dir: dir,
 		front:  "http://127.0.0.1:" + ports["8080"],

@@ -6,8 +6,11 @@
 // What it does for each partition:
 //
 //   - Commits are serialized by a commit lock taken at Vote and held until
-//     the transaction's invalidations are published, so every client sees
-//     transactions in tid order. The committed oids go to every other
+//     the client's Finish arrives; it is then released before the
+//     backend's Finish (whose own commit lock, held since its Vote, keeps
+//     the order), so the next transaction votes while this one writes and
+//     fsyncs. A ticket taken under the lock publishes transactions in tid
+//     order, so every client sees them in that order. The committed oids go to every other
 //     client of the partition as an Invalidate push on the same ordered
 //     stream as the replies; the committer gets its Finish reply there
 //     instead.

@@ -24,9 +24,20 @@ type partition struct {
 	readOnly bool
 	cache    *recordCache
 	logger   hclog.Logger
-	// commit serializes the partition's commits from Vote until their
-	// invalidations are published, so publication order is tid order.
+	// commit serializes the partition's commits from Vote until the
+	// client's Finish arrives (and undos until they are published). It
+	// is released before the backend's Finish, so the next transaction's
+	// vote overlaps this one's fsync (the backend's own commit lock,
+	// held from its Vote to its Finish, still orders them); tickets keep
+	// publication in tid order.
 	commit *storage.CommitLock
+
+	// Publication tickets: taken under the commit lock (so in tid
+	// order), published in ticket order.
+	turnMu   sync.Mutex
+	turnCond *sync.Cond
+	nextTurn uint64 // the next ticket to hand out
+	turn     uint64 // the ticket whose turn it is to publish
 
 	// lastTid is the newest published tid (read without mu by loads).
 	lastTid atomic.Uint64
@@ -41,7 +52,7 @@ func newPartition(name string, p Partition, o *Options) *partition {
 	if p.ReadOnly {
 		caps.ReadOnly = true
 	}
-	return &partition{
+	p2 := &partition{
 		name:     name,
 		st:       p.Storage,
 		caps:     caps,
@@ -51,6 +62,39 @@ func newPartition(name string, p Partition, o *Options) *partition {
 		commit:   storage.NewCommitLock(),
 		subs:     make(map[*session]map[uint32]struct{}),
 	}
+	p2.turnCond = sync.NewCond(&p2.turnMu)
+	return p2
+}
+
+// ticket reserves the next publication slot. The caller holds the commit
+// lock, so tickets follow the order in which transactions voted, which
+// is their tid order.
+func (p *partition) ticket() uint64 {
+	p.turnMu.Lock()
+	defer p.turnMu.Unlock()
+	t := p.nextTurn
+	p.nextTurn++
+	return t
+}
+
+// waitTurn blocks until every transaction with an earlier ticket has been
+// published (or has failed). It does not block forever: each earlier
+// ticket belongs to a backend Finish in progress, which ends. The caller
+// must call endTurn afterwards.
+func (p *partition) waitTurn(t uint64) {
+	p.turnMu.Lock()
+	for p.turn != t {
+		p.turnCond.Wait()
+	}
+	p.turnMu.Unlock()
+}
+
+// endTurn passes the turn to the next ticket.
+func (p *partition) endTurn() {
+	p.turnMu.Lock()
+	p.turn++
+	p.turnCond.Broadcast()
+	p.turnMu.Unlock()
 }
 
 // open reads the backend's last tid and opens the invalidation log.

@@ -856,16 +856,26 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 	ot.timer.Stop()
 	ot.mu.Unlock()
 	p := ot.p
+	// The backend's own commit lock, held since its Vote, orders this
+	// transaction before the next one; the partition's lock is released
+	// now so the next transaction votes (and its client round trip and
+	// plugin hop run) while this one's Finish writes and fsyncs. Under a
+	// group sync policy that lets one fsync cover several transactions.
+	// The ticket, taken while still holding the lock, keeps publication
+	// (cache, invalidation log, pushes, reply) in tid order.
+	turn := p.ticket()
+	p.commit.Unlock()
 	// Finish must not be cut short by a disconnect: the backend may have
 	// committed even if the call reports an error.
 	tid, err := ot.txn.Finish(context.WithoutCancel(s.ctx))
+	p.waitTurn(turn)
+	defer p.endTurn()
 	if err != nil {
 		ot.txn.Abort(context.Background())
 		s.logger.Error("finish failed", "partition", p.name, "error", err)
 		// The backend may have committed anyway: every client drops its
-		// cache, under the lock so no later commit is published first.
+		// cache, in turn so no later commit is published first.
 		p.resetAll("a transaction's finish failed; its outcome is unknown")
-		p.commit.Unlock()
 		s.fail(id, err)
 		return
 	}
@@ -874,7 +884,6 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 		oids[i] = r.Oid
 	}
 	p.publish(tid, oids, ot.records, s, m.Handle, id, &wire.TidReply{Tid: tid})
-	p.commit.Unlock()
 }
 
 // abortTxn aborts a transaction the session holds. reason, if set, is
@@ -930,6 +939,9 @@ func (s *session) undo(id uint32, m *wire.Undo) {
 		return
 	}
 	defer p.commit.Unlock()
+	// Commits finishing before this undo publish first.
+	p.waitTurn(p.ticket())
+	defer p.endTurn()
 	tid, oids, err := p.st.Undo(context.WithoutCancel(s.ctx), m.Tid, m.Meta)
 	if err != nil {
 		s.fail(id, err)

