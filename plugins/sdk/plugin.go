@@ -70,52 +70,19 @@ func ClientPluginSets(name string) map[int]plugin.PluginSet {
 	}
 }
 
-// Flow-control windows and socket buffers of the plugin connection. The
-// connection is a private local socket between two processes of one host,
-// so HTTP/2 flow control only adds round trips: with gRPC's default 64 KiB
-// window (grown slowly by its bandwidth estimator) a 200 kB batch of
-// stores waits for window updates from the plugin process, each a
-// scheduling delay on a busy machine. A window as large as a whole batch
-// sends it at once; larger buffers write it in fewer syscalls. The memory
-// is only used while data is in flight on the host's one connection.
-const (
-	grpcStreamWindow = 16 << 20
-	grpcConnWindow   = 32 << 20
-	grpcBufferSize   = 256 << 10
-	// grpcStreamWorkers matches the machine's cores the host is sized
-	// for; more only add idle goroutines.
-	grpcStreamWorkers = 2
-)
-
 // GRPCServerOptions are the options both Serve and in-process transports
-// use: gRPC's 4 MiB default message limit raised to MaxMessageSize, and
-// windows and buffers sized for a local connection.
+// use: gRPC's 4 MiB default message limit raised to MaxMessageSize.
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
-		grpc.InitialWindowSize(grpcStreamWindow),
-		grpc.InitialConnWindowSize(grpcConnWindow),
-		grpc.WriteBufferSize(grpcBufferSize),
-		grpc.ReadBufferSize(grpcBufferSize),
-		// Calls run on a small pool of reused goroutines (whose stacks
-		// have already grown) instead of a new goroutine each; when all
-		// are busy gRPC starts a goroutine as before, so a call waiting
-		// for the commit lock never holds up others. About 10% off a
-		// call's latency in BenchmarkHopMix.
-		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
 }
 
 // GRPCDialOptions are the dial options the host uses for a plugin
-// connection, matching GRPCServerOptions. No compressor is set: records
-// cross a local socket, where compressing costs more than it saves.
+// connection, matching GRPCServerOptions.
 func GRPCDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
-		grpc.WithInitialWindowSize(grpcStreamWindow),
-		grpc.WithInitialConnWindowSize(grpcConnWindow),
-		grpc.WithWriteBufferSize(grpcBufferSize),
-		grpc.WithReadBufferSize(grpcBufferSize),
 	}
 }
