@@ -495,7 +495,7 @@ func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, 
 		return nil, fmt.Errorf("packless: begin: %w", storage.ErrClosed)
 	}
 	meta.Extension = maps.Clone(meta.Extension)
-	t := &txn{s: s, meta: meta, index: map[storage.Oid]int{}}
+	t := &txn{s: s, meta: meta}
 	s.openTxns[t] = struct{}{}
 	return t, nil
 }

@@ -13,15 +13,6 @@ import (
 	"github.com/zhostdb/zhost/host/storage"
 )
 
-type txState int
-
-const (
-	txOpen   txState = iota
-	txVoted          // holds the commit lock and a prepared batch
-	txFailed         // vote failed: only Abort is allowed
-	txDone           // finished or aborted
-)
-
 // txn is one packless transaction. Vote prepares the whole commit as one
 // LevelDB batch (records, reference counts, collected objects, metadata);
 // Finish writes it atomically. mu serializes the txn's methods against
@@ -31,9 +22,8 @@ type txn struct {
 	meta storage.TxMeta
 
 	mu    sync.Mutex
-	state txState
-	recs  []storage.Record
-	index map[storage.Oid]int // oid -> position in recs
+	state storage.TxPhase // TxVoted: holds the commit lock and a prepared batch
+	buf   storage.StoreBuffer
 
 	batch     *leveldb.Batch
 	tid       storage.Tid
@@ -43,46 +33,24 @@ type txn struct {
 func (t *txn) Store(ctx context.Context, rec storage.Record) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return fmt.Errorf("packless: store %s: transaction is over: %w", rec.Oid, storage.ErrClosed)
-	case txVoted, txFailed:
-		return fmt.Errorf("packless: store %s after vote: %w", rec.Oid, storage.ErrInvalid)
+	if err := t.state.CheckStore("packless", rec.Oid); err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("packless: store %s: %w", rec.Oid, err)
-	}
-	if rec.Data == nil {
-		return fmt.Errorf("packless: store %s: nil data: %w", rec.Oid, storage.ErrInvalid)
-	}
-	rec.Data = slices.Clone(rec.Data)
-	rec.Refs = slices.Clone(rec.Refs)
-	if i, ok := t.index[rec.Oid]; ok {
-		t.recs[i] = rec
-		return nil
-	}
-	t.index[rec.Oid] = len(t.recs)
-	t.recs = append(t.recs, rec)
-	return nil
+	return t.buf.Add(ctx, "packless", rec)
 }
 
 func (t *txn) Vote(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return fmt.Errorf("packless: vote: transaction is over: %w", storage.ErrClosed)
-	case txVoted:
-		return fmt.Errorf("packless: vote twice: %w", storage.ErrInvalid)
-	case txFailed:
-		return fmt.Errorf("packless: vote after a failed vote: %w", storage.ErrInvalid)
+	if err := t.state.CheckVote("packless"); err != nil {
+		return err
 	}
 	// Oids stored without being allocated must never be handed out.
 	var top storage.Oid
-	for _, r := range t.recs {
+	for _, r := range t.buf.Records() {
 		top = max(top, r.Oid)
 	}
-	if len(t.recs) > 0 && top+1 > top {
+	if t.buf.Len() > 0 && top+1 > top {
 		t.s.oidMu.Lock()
 		err := t.s.reserveOidsLocked(top + 1)
 		if err == nil && t.s.nextOid <= top {
@@ -90,21 +58,21 @@ func (t *txn) Vote(ctx context.Context) error {
 		}
 		t.s.oidMu.Unlock()
 		if err != nil {
-			t.state = txFailed
+			t.state = storage.TxFailed
 			return fmt.Errorf("packless: vote: %w", err)
 		}
 	}
 	if err := t.s.takeLock(ctx); err != nil {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		return fmt.Errorf("packless: vote: %w", err)
 	}
 	if err := t.prepare(); err != nil {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		t.batch = nil
 		t.s.lock.Unlock()
 		return fmt.Errorf("packless: vote: %w", err)
 	}
-	t.state = txVoted
+	t.state = storage.TxVoted
 	return nil
 }
 
@@ -113,10 +81,10 @@ func (t *txn) Vote(ctx context.Context) error {
 // database here see exactly the state the batch applies to.
 func (t *txn) prepare() error {
 	s := t.s
-	old := make([]object, len(t.recs))
-	existed := make([]bool, len(t.recs))
+	old := make([]object, t.buf.Len())
+	existed := make([]bool, t.buf.Len())
 	var conflicts []storage.Conflict
-	for i, r := range t.recs {
+	for i, r := range t.buf.Records() {
 		o, ok, err := s.getObject(s.db, r.Oid)
 		if err != nil {
 			return dbErr("read "+r.Oid.String(), err)
@@ -139,7 +107,7 @@ func (t *txn) prepare() error {
 	// The new current records, with their references counted.
 	current := map[storage.Oid]object{}
 	var candidates []storage.Oid
-	for i, r := range t.recs {
+	for i, r := range t.buf.Records() {
 		if existed[i] {
 			b.Delete(serialKey(old[i].serial, r.Oid))
 		}
@@ -279,13 +247,8 @@ func (r *refcounts) write(b *leveldb.Batch) error {
 func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return 0, fmt.Errorf("packless: finish: transaction is over: %w", storage.ErrClosed)
-	case txOpen:
-		return 0, fmt.Errorf("packless: finish before vote: %w", storage.ErrInvalid)
-	case txFailed:
-		return 0, fmt.Errorf("packless: finish after a failed vote: %w", storage.ErrInvalid)
+	if err := t.state.CheckFinish("packless"); err != nil {
+		return 0, err
 	}
 	s := t.s
 	defer t.done()
@@ -297,7 +260,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 		return 0, dbErr("finish "+t.tid.String(), err)
 	}
 	s.lastTid.Store(uint64(t.tid))
-	s.log.Debug("commit", "tid", t.tid, "oids", len(t.recs), "collected", t.collected, "user", t.meta.User)
+	s.log.Debug("commit", "tid", t.tid, "oids", t.buf.Len(), "collected", t.collected, "user", t.meta.User)
 	return t.tid, nil
 }
 
@@ -309,7 +272,7 @@ func (t *txn) Abort(ctx context.Context) error {
 func (t *txn) abort() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state != txDone {
+	if t.state != storage.TxDone {
 		t.done()
 	}
 }
@@ -317,11 +280,12 @@ func (t *txn) abort() {
 // done ends the transaction: releases the commit lock if held and forgets
 // it. Callers hold t.mu.
 func (t *txn) done() {
-	if t.state == txVoted {
+	if t.state == storage.TxVoted {
 		t.s.lock.Unlock()
 	}
-	t.state = txDone
-	t.recs, t.index, t.batch = nil, nil, nil
+	t.state = storage.TxDone
+	t.buf.Reset()
+	t.batch = nil
 	t.s.mu.Lock()
 	delete(t.s.openTxns, t)
 	t.s.mu.Unlock()

@@ -306,7 +306,7 @@ func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, 
 	if s.opts.ReadOnly {
 		return nil, fmt.Errorf("jsonl: begin: %w", storage.ErrReadOnly)
 	}
-	t := &txn{s: s, meta: meta, recs: map[storage.Oid]int{}}
+	t := &txn{s: s, meta: meta}
 	s.txns[t] = struct{}{}
 	return t, nil
 }
@@ -384,23 +384,13 @@ func (s *Storage) Close() error {
 	return nil
 }
 
-type txState int
-
-const (
-	txOpen txState = iota
-	txVoted
-	txFailed
-	txDone
-)
-
 type txn struct {
 	s    *Storage
 	meta storage.TxMeta
 
 	mu     sync.Mutex
-	state  txState
-	order  []storage.Record
-	recs   map[storage.Oid]int
+	state  storage.TxPhase
+	recs   storage.StoreBuffer
 	locked bool
 	// cancelVote ends a vote waiting for the commit lock when the storage
 	// closes.
@@ -410,32 +400,19 @@ type txn struct {
 func (t *txn) Store(ctx context.Context, rec storage.Record) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return fmt.Errorf("jsonl: store %s: transaction is over: %w", rec.Oid, storage.ErrClosed)
-	case txVoted, txFailed:
-		return fmt.Errorf("jsonl: store %s after vote: %w", rec.Oid, storage.ErrInvalid)
+	if err := t.state.CheckStore("jsonl", rec.Oid); err != nil {
+		return err
 	}
-	if rec.Data == nil {
-		return fmt.Errorf("jsonl: store %s: nil data: %w", rec.Oid, storage.ErrInvalid)
-	}
-	rec.Data, rec.Refs = slices.Clone(rec.Data), slices.Clone(rec.Refs)
-	if i, ok := t.recs[rec.Oid]; ok {
-		t.order[i] = rec
-		return nil
-	}
-	t.recs[rec.Oid] = len(t.order)
-	t.order = append(t.order, rec)
-	return nil
+	return t.recs.Add(ctx, "jsonl", rec)
 }
 
 func (t *txn) Vote(ctx context.Context) error {
 	t.mu.Lock()
 	switch t.state {
-	case txDone:
+	case storage.TxDone:
 		t.mu.Unlock()
 		return fmt.Errorf("jsonl: vote: transaction is over: %w", storage.ErrClosed)
-	case txVoted, txFailed:
+	case storage.TxVoted, storage.TxFailed:
 		t.mu.Unlock()
 		return fmt.Errorf("jsonl: vote twice: %w", storage.ErrInvalid)
 	}
@@ -447,14 +424,14 @@ func (t *txn) Vote(ctx context.Context) error {
 	defer t.mu.Unlock()
 	t.cancelVote = nil
 	cancel()
-	if t.state == txDone { // closed while waiting
+	if t.state == storage.TxDone { // closed while waiting
 		if err == nil {
 			t.s.lock.Unlock()
 		}
 		return fmt.Errorf("jsonl: vote: storage closed: %w", storage.ErrClosed)
 	}
 	if err != nil {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		return fmt.Errorf("jsonl: vote: %w", err)
 	}
 	t.s.mu.RLock()
@@ -463,12 +440,12 @@ func (t *txn) Vote(ctx context.Context) error {
 		// just before it would have ended this wait.
 		t.s.mu.RUnlock()
 		t.s.lock.Unlock()
-		t.state = txDone
+		t.state = storage.TxDone
 		return fmt.Errorf("jsonl: vote: %w", storage.ErrClosed)
 	}
 	t.locked = true
 	var conflicts []storage.Conflict
-	for _, r := range t.order {
+	for _, r := range t.recs.Records() {
 		cur := t.s.objects[r.Oid].serial
 		if cur != r.Serial {
 			conflicts = append(conflicts, storage.Conflict{Oid: r.Oid, Expected: r.Serial, Actual: cur})
@@ -476,10 +453,10 @@ func (t *txn) Vote(ctx context.Context) error {
 	}
 	t.s.mu.RUnlock()
 	if len(conflicts) > 0 {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		return fmt.Errorf("jsonl: vote: %w", &storage.ConflictError{Conflicts: conflicts})
 	}
-	t.state = txVoted
+	t.state = storage.TxVoted
 	return nil
 }
 
@@ -487,9 +464,9 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch t.state {
-	case txDone:
+	case storage.TxDone:
 		return 0, fmt.Errorf("jsonl: finish: transaction is over: %w", storage.ErrClosed)
-	case txOpen, txFailed:
+	case storage.TxOpen, storage.TxFailed:
 		return 0, fmt.Errorf("jsonl: finish without a successful vote: %w", storage.ErrInvalid)
 	}
 	s := t.s
@@ -500,7 +477,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	}
 	tid := storage.NextTid(s.last, time.Now())
 	l := line{Kind: "tx", Tid: uint64(tid), User: t.meta.User, Desc: t.meta.Description, Ext: t.meta.Extension}
-	for _, r := range t.order {
+	for _, r := range t.recs.Records() {
 		refs := make([]uint64, len(r.Refs))
 		for i, o := range r.Refs {
 			refs[i] = uint64(o)
@@ -514,7 +491,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	s.apply(l)
 	delete(s.txns, t)
 	s.mu.Unlock()
-	t.state = txDone
+	t.state = storage.TxDone
 	t.locked = false
 	s.lock.Unlock()
 	return tid, nil
@@ -523,7 +500,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 func (t *txn) Abort(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state == txDone {
+	if t.state == storage.TxDone {
 		return nil
 	}
 	t.finishLocked()
@@ -539,14 +516,14 @@ func (t *txn) Abort(ctx context.Context) error {
 func (t *txn) closeByStorage() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state != txDone {
+	if t.state != storage.TxDone {
 		t.finishLocked()
 	}
 }
 
 func (t *txn) finishLocked() {
-	t.state = txDone
-	t.order, t.recs = nil, nil
+	t.state = storage.TxDone
+	t.recs.Reset()
 	if t.cancelVote != nil {
 		t.cancelVote()
 	}

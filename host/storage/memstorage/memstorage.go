@@ -201,7 +201,7 @@ func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, 
 	if s.readOnly {
 		return nil, fmt.Errorf("memstorage: begin: %w", storage.ErrReadOnly)
 	}
-	t := &txn{s: s, meta: cloneMeta(meta), recs: map[storage.Oid]int{}}
+	t := &txn{s: s, meta: cloneMeta(meta)}
 	s.openTxns[t] = struct{}{}
 	return t, nil
 }
@@ -534,15 +534,6 @@ func (s *Storage) takeLock(ctx context.Context) error {
 	return nil
 }
 
-type txState int
-
-const (
-	txOpen txState = iota
-	txVoted
-	txFailed // vote failed: only Abort is allowed
-	txDone   // finished or aborted
-)
-
 // txn is one memstorage transaction. mu serializes its methods against
 // Close, which aborts it from another goroutine.
 type txn struct {
@@ -550,55 +541,32 @@ type txn struct {
 	meta storage.TxMeta
 
 	mu    sync.Mutex
-	state txState
-	order []storage.Record    // store order, last store of an oid wins
-	recs  map[storage.Oid]int // oid -> index in order
+	state storage.TxPhase
+	recs  storage.StoreBuffer
 }
 
 func (t *txn) Store(ctx context.Context, rec storage.Record) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return fmt.Errorf("memstorage: store %s: transaction is over: %w", rec.Oid, storage.ErrClosed)
-	case txVoted, txFailed:
-		return fmt.Errorf("memstorage: store %s after vote: %w", rec.Oid, storage.ErrInvalid)
+	if err := t.state.CheckStore("memstorage", rec.Oid); err != nil {
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstorage: store %s: %w", rec.Oid, err)
-	}
-	if rec.Data == nil {
-		return fmt.Errorf("memstorage: store %s: nil data: %w", rec.Oid, storage.ErrInvalid)
-	}
-	rec.Data = slices.Clone(rec.Data)
-	rec.Refs = slices.Clone(rec.Refs)
-	if i, ok := t.recs[rec.Oid]; ok {
-		t.order[i] = rec
-		return nil
-	}
-	t.recs[rec.Oid] = len(t.order)
-	t.order = append(t.order, rec)
-	return nil
+	return t.recs.Add(ctx, "memstorage", rec)
 }
 
 func (t *txn) Vote(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return fmt.Errorf("memstorage: vote: transaction is over: %w", storage.ErrClosed)
-	case txVoted:
-		return fmt.Errorf("memstorage: vote twice: %w", storage.ErrInvalid)
-	case txFailed:
-		return fmt.Errorf("memstorage: vote after a failed vote: %w", storage.ErrInvalid)
+	if err := t.state.CheckVote("memstorage"); err != nil {
+		return err
 	}
 	if err := t.s.takeLock(ctx); err != nil {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		return fmt.Errorf("memstorage: vote: %w", err)
 	}
 	t.s.mu.RLock()
 	var conflicts []storage.Conflict
-	for _, r := range t.order {
+	for _, r := range t.recs.Records() {
 		actual := storage.ZeroTid
 		if revs := t.s.objects[r.Oid]; len(revs) > 0 && revs[len(revs)-1].data != nil {
 			actual = revs[len(revs)-1].serial
@@ -609,38 +577,33 @@ func (t *txn) Vote(ctx context.Context) error {
 	}
 	t.s.mu.RUnlock()
 	if len(conflicts) > 0 {
-		t.state = txFailed
+		t.state = storage.TxFailed
 		t.s.lock.Unlock()
 		return fmt.Errorf("memstorage: vote: %w", &storage.ConflictError{Conflicts: conflicts})
 	}
-	t.state = txVoted
+	t.state = storage.TxVoted
 	return nil
 }
 
 func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch t.state {
-	case txDone:
-		return 0, fmt.Errorf("memstorage: finish: transaction is over: %w", storage.ErrClosed)
-	case txOpen:
-		return 0, fmt.Errorf("memstorage: finish before vote: %w", storage.ErrInvalid)
-	case txFailed:
-		return 0, fmt.Errorf("memstorage: finish after a failed vote: %w", storage.ErrInvalid)
+	if err := t.state.CheckFinish("memstorage"); err != nil {
+		return 0, err
 	}
 	// A successful vote means Finish succeeds; ctx is not consulted.
 	s := t.s
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		t.state = txDone
+		t.state = storage.TxDone
 		s.lock.Unlock()
 		return 0, errClosed("finish")
 	}
-	info := s.commitLocked(t.meta, t.order)
+	info := s.commitLocked(t.meta, t.recs.Records())
 	delete(s.openTxns, t)
 	s.mu.Unlock()
-	t.state = txDone
+	t.state = storage.TxDone
 	s.log.Debug("commit", "tid", info.Tid, "oids", len(info.Oids), "user", info.User)
 	if s.onCommit != nil {
 		s.onCommit(cloneInfo(info))
@@ -657,14 +620,14 @@ func (t *txn) Abort(ctx context.Context) error {
 func (t *txn) abort() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.state == txDone {
+	if t.state == storage.TxDone {
 		return
 	}
-	if t.state == txVoted {
+	if t.state == storage.TxVoted {
 		t.s.lock.Unlock()
 	}
-	t.state = txDone
-	t.order, t.recs = nil, nil
+	t.state = storage.TxDone
+	t.recs.Reset()
 	t.s.mu.Lock()
 	delete(t.s.openTxns, t)
 	t.s.mu.Unlock()
