@@ -183,9 +183,9 @@ func (h *hopStats) q(q float64) time.Duration {
 // backend-miss runs with the server's cache off, so every load pays the
 // hop: it is the worst case, not part of the mix.
 //
-// Sync is "none" unless -hop.sync says otherwise, so the disk's fsync
-// time (shared, noisy) does not drown the hop; commit/s with fsync is in
-// docs/performance.md.
+// It runs twice: with sync "none", so the disk's fsync time (shared,
+// noisy) does not drown the hop, and with "always", the default. Results
+// and their analysis are in docs/performance.md.
 func BenchmarkHopMix(b *testing.B) {
 	for _, sync := range []string{"none", "always"} {
 		b.Run("sync="+sync, func(b *testing.B) { benchHopMix(b, sync) })
