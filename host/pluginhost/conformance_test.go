@@ -10,6 +10,7 @@ import (
 	"github.com/zhostdb/zhost/host/storage/storagetest"
 	"github.com/zhostdb/zhost/internal/testbin"
 	"github.com/zhostdb/zhost/plugins/filestorage"
+	"github.com/zhostdb/zhost/plugins/packless"
 )
 
 // builtinCases are the built-in backend types, each with how the suite
@@ -33,7 +34,10 @@ var builtinCases = []struct {
 		typ:        "packless",
 		config:     func(dir string) hcl.Values { return hcl.Values{"path": dir} },
 		persistent: true,
-		collects:   true,
+		crash: func(dir string, mode storagetest.CrashMode) error {
+			return packless.DamageJournal(dir, 1500, mode == storagetest.CrashGarbage)
+		},
+		collects: true,
 	},
 	{
 		typ:    "memory",
