@@ -149,14 +149,9 @@ Phases, each in objects per second:
 // benchStartServer starts the server node of a cluster.hcl in this
 // process and returns its address.
 func benchStartServer(ctx context.Context, env *Env, file string) (string, func(), int) {
-	if _, err := os.Stat(file); err != nil {
-		fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
-		return "", nil, ExitUsage
-	}
-	cfg, diags := host.LoadConfig(ctx, file, nil)
-	if diags.HasErrors() {
-		writeDiagnostics(env.Stderr, file, diags)
-		return "", nil, ExitFailure
+	cfg, code := loadConfig(ctx, env, "bench", file)
+	if cfg == nil {
+		return "", nil, code
 	}
 	if cfg.Server == nil {
 		fmt.Fprintf(env.Stderr, "zhost bench: %s has no server block\n", file)

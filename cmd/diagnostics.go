@@ -26,17 +26,6 @@ func writeDiagnosticFiles(w io.Writer, files map[string]*hcl2.File, diags hcl2.D
 	return nil
 }
 
-// writeDiagnostics is writeDiagnosticFiles for a caller that kept only
-// the config's file name: the snippets come from reading file again (none
-// when it cannot be read).
-func writeDiagnostics(w io.Writer, file string, diags hcl2.Diagnostics) {
-	files := map[string]*hcl2.File{}
-	if src, err := os.ReadFile(file); err == nil {
-		files[file] = &hcl2.File{Bytes: src}
-	}
-	_ = writeDiagnosticFiles(w, files, diags) // w is the terminal; nowhere else to say it failed
-}
-
 // loadConfig loads file for verb the way `zhost validate` checks it (the
 // built-in types and functions; external plugins are not started) and
 // prints every diagnostic, warnings included, on env.Stderr. It returns
