@@ -558,16 +558,22 @@ func load(b *testing.B, c *cluster, brs []*browser, base string, k kind) result 
 
 // BenchmarkClusterHTTP runs the real cluster (`zhost run` on
 // examples/cluster.hcl: server, two app nodes, balancer, each its own
-// process) once, and for each kind of request measures a direct run
-// against app1 and then a run through the balancer, which reports
-// x-direct: its time per request over the direct run's. Both runs use
-// the same browsers, so the same sessions and cookies (the session id
-// and its <cookie>_v version cookie work on any node). b.N is the total
-// number of requests of one sub-benchmark, spread over -loadbench.conns
-// browsers.
+// process) once, and for each kind of request measures, in this order, a
+// run straight to app1 (direct), one through the balancer, and one through
+// a bare httputil.ReverseProxy to app1 in this process (plain-proxy, the
+// floor for any Go proxy hop). The last two report x-direct (time per
+// request over the direct run's), p50-x-direct and cpu-x-direct (CPU per
+// request of all processes, this one included, over the direct run's).
+// All runs use the same browsers, so the same sessions and cookies (the
+// session id and its <cookie>_v version cookie work on any node). b.N is
+// the total number of requests of one sub-benchmark, spread over
+// -loadbench.conns browsers.
 //
 // All processes share the machine's cores with the load generator, so
-// the figures are for comparing (ratios, before/after), not absolutes.
+// req/s and latencies are for comparing (ratios, before/after), not
+// absolutes; the *-cpu-us/req figures (CPU time of the balancer, the app
+// nodes, the server, zhost run and this process, per request) depend far
+// less on what else the machine runs.
 func BenchmarkClusterHTTP(b *testing.B) {
 	if testing.Short() {
 		b.Skip("cluster load benchmark skipped in -short mode")
