@@ -118,15 +118,15 @@ type MountStatus struct {
 
 // Stats are counters since Open, for status pages and benchmarks.
 type Stats struct {
-	Loads         uint64 // objects loaded from storage into transactions
-	CacheHits     uint64 // loads that found the decoded object cached
-	CacheBytes    int64  // bytes currently held by the object cache
-	Commits       uint64 // transactions that wrote something
-	Conflicts     uint64 // votes that reported a conflict
-	Merges        uint64 // conflicting objects resolved by merging
-	Retries       uint64 // Update attempts repeated after a conflict
-	ReadConflicts uint64 // loads that failed as read conflicts
-	Invalidated   uint64 // cache entries dropped by invalidations
+	Loads         uint64 `json:"loads"`          // objects loaded from storage into transactions
+	CacheHits     uint64 `json:"cache_hits"`     // loads that found the decoded object cached
+	CacheBytes    int64  `json:"cache_bytes"`    // bytes currently held by the object cache
+	Commits       uint64 `json:"commits"`        // transactions that wrote something
+	Conflicts     uint64 `json:"conflicts"`      // votes that reported a conflict
+	Merges        uint64 `json:"merges"`         // conflicting objects resolved by merging
+	Retries       uint64 `json:"retries"`        // Update attempts repeated after a conflict
+	ReadConflicts uint64 `json:"read_conflicts"` // loads that failed as read conflicts
+	Invalidated   uint64 `json:"invalidated"`    // cache entries dropped by invalidations
 }
 
 // DB is an open object database: a main partition plus mounted ones. All
