@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -86,6 +87,14 @@ func (c *recordCache) putAll(tid storage.Tid, recs []storage.Record) {
 	defer c.mu.Unlock()
 	for _, r := range recs {
 		r.Serial = tid
+		if int64(r.Size()) > c.max/4 {
+			c.removeLocked(r.Oid)
+			continue
+		}
+		// Own copies: the records alias the Vote frame they were decoded
+		// from, which a cached slice would keep alive whole.
+		r.Data = slices.Clone(r.Data)
+		r.Refs = slices.Clone(r.Refs)
 		c.putLocked(r)
 	}
 }

@@ -38,7 +38,14 @@ type invLog struct {
 	start   int
 	onDisk  int // entries in the file, to know when to compact
 	buf     []byte
+	// poisoned: a transaction may have committed that the log does not
+	// hold (its Finish failed and LastTid could not be read). No
+	// catch-up is given until the next add restarts the log after it.
+	poisoned bool
 }
+
+// poison marks the log as missing a transaction of unknown tid.
+func (l *invLog) poison() { l.poisoned = true }
 
 var invLogMagic = []byte("ZHINVL01")
 
@@ -190,6 +197,10 @@ func (l *invLog) trim() {
 
 // add records a committed transaction. Tids must increase.
 func (l *invLog) add(tid storage.Tid, oids []storage.Oid) error {
+	if l.poisoned {
+		// Whatever committed unseen is before tid: start afresh here.
+		return l.reset(tid)
+	}
 	inv := wire.Invalidation{Tid: tid, Oids: oids}
 	l.entries = append(l.entries, inv)
 	l.trim()
@@ -209,6 +220,7 @@ func (l *invLog) add(tid storage.Tid, oids []storage.Oid) error {
 
 // reset forgets every entry: the log starts at last.
 func (l *invLog) reset(last storage.Tid) error {
+	l.poisoned = false
 	l.entries = nil
 	l.start = 0
 	l.since = last
@@ -226,7 +238,7 @@ func (l *invLog) last() storage.Tid {
 // after returns the entries with tid > tid, or ok false if the log does
 // not reach back that far (or tid is from the future).
 func (l *invLog) after(tid storage.Tid) (out []wire.Invalidation, ok bool) {
-	if tid < l.since || tid > l.last() {
+	if l.poisoned || tid < l.since || tid > l.last() {
 		return nil, false
 	}
 	live := l.entries[l.start:]
@@ -241,7 +253,7 @@ func (l *invLog) after(tid storage.Tid) (out []wire.Invalidation, ok bool) {
 // answers true when it cannot tell (too far back or too many entries to
 // scan), which makes the caller err on the safe side.
 func (l *invLog) touchedAfter(oid storage.Oid, tid storage.Tid) bool {
-	if tid < l.since {
+	if l.poisoned || tid < l.since {
 		return true
 	}
 	live := l.entries[l.start:]

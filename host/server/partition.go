@@ -139,7 +139,7 @@ func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast stora
 	hs[handle] = struct{}{}
 	last := storage.Tid(p.lastTid.Load())
 	reply := &wire.Opened{Handle: handle, Caps: wire.CapsToBits(p.caps), LastTid: last}
-	if clientLast != storage.ZeroTid && clientLast != last {
+	if clientLast != storage.ZeroTid && (clientLast != last || p.log.poisoned) {
 		if entries, ok := p.log.after(clientLast); ok {
 			reply.Catchup = entries
 		} else {
@@ -211,7 +211,12 @@ func (p *partition) resetAll(why string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cache.clear()
-	if err == nil && last != storage.Tid(p.lastTid.Load()) {
+	switch {
+	case err != nil:
+		// What committed is unknown: no client may catch up across it.
+		p.logger.Warn("last tid unreadable after an unknown outcome: reconnecting clients will drop their caches", "error", err)
+		p.log.poison()
+	case last != storage.Tid(p.lastTid.Load()):
 		if rerr := p.log.reset(last); rerr != nil {
 			p.logger.Error("invalidation log reset failed", "error", rerr)
 		}

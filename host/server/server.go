@@ -169,14 +169,19 @@ func (s *Server) acceptLoop(l net.Listener) error {
 			if shutting {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(delay)
-				delay = min(2*delay, time.Second)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				s.logger.Error("accept failed", "error", err)
+				return fmt.Errorf("accept: %w", err)
 			}
-			s.logger.Error("accept failed", "error", err)
-			return fmt.Errorf("accept: %w", err)
+			// Anything else (EMFILE, ENFILE, ENOBUFS, ECONNABORTED, a
+			// timeout) is transient: back off and accept again, or one
+			// burst of connections would stop the server for good.
+			if delay == 5*time.Millisecond || delay == time.Second {
+				s.logger.Warn("accept failed; retrying", "error", err, "backoff", delay)
+			}
+			time.Sleep(delay)
+			delay = min(2*delay, time.Second)
+			continue
 		}
 		delay = 5 * time.Millisecond
 		if tc, ok := c.(*net.TCPConn); ok {

@@ -50,8 +50,15 @@ type session struct {
 	handles    map[uint32]*partition
 	nextHandle uint32
 	txns       map[uint64]*openTxn
-	closeOnce  sync.Once
+	// aborted remembers Aborts that found no transaction: the Vote they
+	// name may still be on its way to registering (requests run
+	// concurrently), and must then fail instead of taking the lock.
+	aborted   map[uint64]struct{}
+	closeOnce sync.Once
 }
+
+// maxAbortedTxns bounds session.aborted.
+const maxAbortedTxns = 1024
 
 // openTxn is a transaction of the session, from Vote until Finish or
 // Abort.
@@ -92,6 +99,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 		writerDone: make(chan struct{}),
 		handles:    make(map[uint32]*partition),
 		txns:       make(map[uint64]*openTxn),
+		aborted:    make(map[uint64]struct{}),
 	}
 	return s
 }
@@ -545,9 +553,16 @@ func (s *session) handle(f wire.Frame) {
 	case *wire.Finish:
 		s.finish(f.ID, m)
 	case *wire.Abort:
+		key := txnKey(m.Handle, m.Txn)
 		s.mu.Lock()
-		ot := s.txns[txnKey(m.Handle, m.Txn)]
-		delete(s.txns, txnKey(m.Handle, m.Txn))
+		ot := s.txns[key]
+		delete(s.txns, key)
+		if ot == nil {
+			if len(s.aborted) >= maxAbortedTxns {
+				clear(s.aborted)
+			}
+			s.aborted[key] = struct{}{}
+		}
 		s.mu.Unlock()
 		if ot != nil {
 			s.abortTxn(ot, "")
@@ -761,6 +776,12 @@ func (s *session) vote(id uint32, m *wire.Vote) {
 	key := txnKey(m.Handle, m.Txn)
 	ot := &openTxn{p: p, handle: m.Handle, records: m.Records}
 	s.mu.Lock()
+	if _, gone := s.aborted[key]; gone {
+		delete(s.aborted, key)
+		s.mu.Unlock()
+		s.fail(id, fmt.Errorf("transaction %d was aborted before its vote ran: %w", m.Txn, storage.ErrClosed))
+		return
+	}
 	if s.txns[key] != nil {
 		s.mu.Unlock()
 		s.fail(id, fmt.Errorf("transaction %d is already open: %w", m.Txn, storage.ErrInvalid))
@@ -876,7 +897,9 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 		// The backend may have committed anyway: every client drops its
 		// cache, in turn so no later commit is published first.
 		p.resetAll("a transaction's finish failed; its outcome is unknown")
-		s.fail(id, err)
+		// Queued, not written inline: this goroutine holds the turn, and a
+		// client that does not read must not stall the partition.
+		s.send(id, wire.ErrorFrom(err))
 		return
 	}
 	oids := make([]storage.Oid, len(ot.records))
@@ -944,7 +967,7 @@ func (s *session) undo(id uint32, m *wire.Undo) {
 	defer p.endTurn()
 	tid, oids, err := p.st.Undo(context.WithoutCancel(s.ctx), m.Tid, m.Meta)
 	if err != nil {
-		s.fail(id, err)
+		s.send(id, wire.ErrorFrom(err)) // queued: the commit lock and the turn are held
 		return
 	}
 	p.publish(tid, oids, nil, s, m.Handle, id, &wire.Undone{Tid: tid, Oids: oids})

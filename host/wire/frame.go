@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Protocol constants.
@@ -120,13 +121,39 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	}
 	f := Frame{Kind: Kind(h[4]), ID: binary.BigEndian.Uint32(h[5:9])}
 	if n > HeaderSize-4 {
-		f.Body = make([]byte, n-(HeaderSize-4))
-		if _, err := io.ReadFull(fr.R, f.Body); err != nil {
+		body, err := readBody(fr.R, n-(HeaderSize-4))
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return Frame{}, fmt.Errorf("read frame body: %w", err)
 		}
+		f.Body = body
 	}
 	return f, nil
+}
+
+// bodyChunk is how much of a body is allocated before its bytes arrive:
+// a peer that announces a large frame must send it to make the reader
+// allocate it (at most twice what arrived).
+const bodyChunk = 1 << 20
+
+func readBody(r io.Reader, size int) ([]byte, error) {
+	if size <= bodyChunk {
+		b := make([]byte, size)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, bodyChunk)
+	for len(b) < size {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(size, 2*cap(b))-len(b))
+		}
+		m, err := io.ReadFull(r, b[len(b):min(size, cap(b))])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"maps"
 	"os"
@@ -65,6 +66,7 @@ type Storage struct {
 
 	oidMu   sync.Mutex
 	nextOid storage.Oid
+	oidMark storage.Oid // oids below it may have been handed out; on disk in Data.fs.oids
 
 	// txMu guards closed and txns, and the background WaitGroup's Add.
 	txMu   sync.Mutex
@@ -269,6 +271,18 @@ func (s *Storage) recover(size int64) error {
 		scanned++
 	}
 	s.openIndexUsed, s.openScanned = start > fileHeaderSize, end-start
+	if end < size && stopErr != nil && errors.Is(stopErr, errCorrupt) {
+		// A torn tail ends the file. If the file still ends with a
+		// transaction that verifies and committed, the damage is in the
+		// middle (bit rot, a bad sector): cutting there would drop
+		// acknowledged transactions.
+		if h, err := s.file.readTxnHeaderBefore(size); err == nil && h.pos > end {
+			if p, err := s.file.readTxnAt(h.pos, size); err == nil && p.status != statusCheckpoint {
+				return fmt.Errorf("damaged transaction at %d (%v), but valid transactions follow it up to %s at %d: not a torn tail, refusing to cut committed data (restore Data.fs or repair it): %w",
+					end, stopErr, p.tid, h.pos, errCorrupt)
+			}
+		}
+	}
 	if end < size {
 		if err := s.cutTail(end, size, stopErr); err != nil {
 			return err
@@ -277,7 +291,13 @@ func (s *Storage) recover(size int64) error {
 	if nextOid == storage.RootOid {
 		nextOid = 1 // the root is never handed out by NewOids
 	}
+	if mark, err := readOidMark(s.path + ".oids"); err != nil {
+		s.log.Warn("oid mark unreadable; oids handed out but never committed before a crash may be handed out again", "path", s.path, "error", err)
+	} else if mark > nextOid {
+		nextOid = mark
+	}
 	s.nextOid = nextOid
+	s.oidMark = nextOid
 	s.visEnd, s.end, s.writtenEnd, s.synced = end, end, end, end
 	s.lastWritten = s.lastTid
 	s.log.Debug("opened", "path", s.path, "objects", len(s.index), "last_tid", s.lastTid,
@@ -540,6 +560,18 @@ func (s *Storage) NewOids(ctx context.Context, n int) ([]storage.Oid, error) {
 	}
 	s.oidMu.Lock()
 	defer s.oidMu.Unlock()
+	if end := s.nextOid + storage.Oid(n); end > s.oidMark || end < s.nextOid {
+		// Persist a mark past what is handed out, so a crash before
+		// these oids are committed cannot hand them out again.
+		mark := end + oidReserve
+		if mark < end {
+			return nil, fmt.Errorf("filestorage: new oids: oid space exhausted: %w", storage.ErrInvalid)
+		}
+		if err := writeOidMark(s.path+".oids", mark); err != nil {
+			return nil, fmt.Errorf("filestorage: new oids: %w", err)
+		}
+		s.oidMark = mark
+	}
 	out := make([]storage.Oid, n)
 	for i := range out {
 		out[i] = s.nextOid
@@ -627,3 +659,47 @@ func (s *Storage) syncTarget() int64 {
 }
 
 var _ storage.Storage = (*Storage)(nil)
+
+// oidReserve is how far past the handed-out oids the persisted mark
+// goes, so most NewOids calls write nothing.
+const oidReserve = 1 << 16
+
+// readOidMark reads the oid mark file; 0 if there is none.
+func readOidMark(path string) (storage.Oid, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != 12 || crc32.Checksum(b[:8], crcTable) != binary.BigEndian.Uint32(b[8:]) {
+		return 0, fmt.Errorf("oid mark %s: bad size or checksum: %w", path, errCorrupt)
+	}
+	return storage.Oid(binary.BigEndian.Uint64(b)), nil
+}
+
+// writeOidMark replaces the oid mark file (write, fsync, rename).
+func writeOidMark(path string, mark storage.Oid) error {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:], uint64(mark))
+	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("save oid mark: %w", err)
+	}
+	_, werr := f.Write(b[:])
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if err := errors.Join(werr, f.Close()); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("save oid mark %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("save oid mark: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}

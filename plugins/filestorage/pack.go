@@ -60,9 +60,18 @@ func (s *Storage) Pack(ctx context.Context, tid storage.Tid, progress func(done,
 	}
 	defer func() { <-s.packSem }()
 	began := time.Now()
-	p := &packer{s: s, ctx: ctx, tid: tid, progress: progress}
-	if err := p.run(); err != nil {
+	var p *packer
+	for attempt := 1; ; attempt++ {
+		p = &packer{s: s, ctx: ctx, tid: tid, progress: progress}
+		err := p.run()
+		if err == nil {
+			break
+		}
 		_ = os.Remove(s.path + ".pack")
+		if errors.Is(err, errRevived) && attempt < maxPackAttempts {
+			s.log.Info("pack: a transaction committed meanwhile references an object found unreachable; packing again", "path", s.path, "attempt", attempt)
+			continue
+		}
 		return s.packErr(ctx, err)
 	}
 	p.report(true) // after the locks are released
@@ -77,6 +86,14 @@ func (s *Storage) packErr(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("filestorage: pack: %w", err)
 }
+
+// errRevived: a transaction committed while pack copied references an
+// object pack found unreachable and did not copy. The pack is abandoned
+// (Data.fs unchanged) and run again, which sees that transaction.
+var errRevived = errors.New("a transaction committed during pack references an object the pack dropped")
+
+// maxPackAttempts bounds the reruns after errRevived.
+const maxPackAttempts = 3
 
 type packer struct {
 	s        *Storage
@@ -96,6 +113,32 @@ type packer struct {
 	builder txnBuilder
 	newPos  map[int64]int64 // old offset -> new offset of copied kindData records
 	lastNew map[storage.Oid]entry
+
+	// What step 1 found, to check the transactions step 3 copies.
+	atPack    map[storage.Oid]atPackRev
+	reachable map[storage.Oid]bool
+}
+
+// checkRevived fails with errRevived if a record of t (committed after
+// the scan) references an object that had a revision at the pack tid but
+// was found unreachable, so was not copied.
+func (p *packer) checkRevived(d *dataFile, t *parsedTxn) error {
+	for i := range t.recs {
+		r := &t.recs[i]
+		refs := r.refs
+		if r.kind == kindBack {
+			var err error
+			if _, refs, _, _, err = d.resolve(r.pos); err != nil {
+				return fmt.Errorf("copy new transactions: %w", err)
+			}
+		}
+		for _, ref := range refs {
+			if rev, ok := p.atPack[ref]; ok && !rev.deleted && !p.reachable[ref] {
+				return fmt.Errorf("%w (oid %s, transaction %s)", errRevived, ref, t.tid)
+			}
+		}
+	}
+	return nil
 }
 
 type atPackRev struct {
@@ -166,6 +209,7 @@ func (p *packer) run() error {
 		p.done = sc.pos - fileHeaderSize
 		p.report(false)
 	}
+	p.atPack, p.reachable = atPack, reachable
 	// Mark: follow the references of the revisions current at tid.
 	for len(stack) > 0 {
 		if len(stack)%4096 == 0 {
@@ -258,6 +302,9 @@ func (p *packer) run() error {
 		}
 		if err != nil {
 			return fmt.Errorf("copy new transactions: %w", err)
+		}
+		if err := p.checkRevived(d, t); err != nil {
+			return err
 		}
 		if err := p.copyTxn(d, t, t.recs, t.status); err != nil {
 			return err

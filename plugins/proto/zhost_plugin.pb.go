@@ -1750,10 +1750,15 @@ type StoreRequest struct {
 	// The transaction; 0 begins a new one in handle with meta first (and
 	// the response names it). If the request then fails, the plugin aborts
 	// the transaction it began.
-	Txn           uint64    `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
-	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
-	Handle        uint64    `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
-	Meta          *TxMeta   `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	Txn     uint64    `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
+	Records []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Handle  uint64    `protobuf:"varint,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	Meta    *TxMeta   `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	// With txn 0: a nonzero key the host chose for the transaction this
+	// request begins, unique per storage handle. If the host never gets
+	// the response (its call was canceled), Abort names the transaction by
+	// handle and key.
+	Key           uint64 `protobuf:"varint,5,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1816,6 +1821,13 @@ func (x *StoreRequest) GetMeta() *TxMeta {
 	return nil
 }
 
+func (x *StoreRequest) GetKey() uint64 {
+	if x != nil {
+		return x.Key
+	}
+	return 0
+}
+
 type StoreResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Txn           uint64                 `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
@@ -1860,9 +1872,14 @@ func (x *StoreResponse) GetTxn() uint64 {
 	return 0
 }
 
+// Names a transaction by txn, or, when txn is 0, by the handle and key
+// of the request that began it (Abort only). An Abort by key that arrives
+// before that request is remembered, and the request then fails.
 type TxnRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Txn           uint64                 `protobuf:"varint,1,opt,name=txn,proto3" json:"txn,omitempty"`
+	Handle        uint64                 `protobuf:"varint,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	Key           uint64                 `protobuf:"varint,3,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1900,6 +1917,20 @@ func (*TxnRequest) Descriptor() ([]byte, []int) {
 func (x *TxnRequest) GetTxn() uint64 {
 	if x != nil {
 		return x.Txn
+	}
+	return 0
+}
+
+func (x *TxnRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *TxnRequest) GetKey() uint64 {
+	if x != nil {
+		return x.Key
 	}
 	return 0
 }
@@ -2813,17 +2844,20 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12+\n" +
 	"\x04meta\x18\x02 \x01(\v2\x17.zhost.plugin.v1.TxMetaR\x04meta\"!\n" +
 	"\rBeginResponse\x12\x10\n" +
-	"\x03txn\x18\x01 \x01(\x04R\x03txn\"\x98\x01\n" +
+	"\x03txn\x18\x01 \x01(\x04R\x03txn\"\xaa\x01\n" +
 	"\fStoreRequest\x12\x10\n" +
 	"\x03txn\x18\x01 \x01(\x04R\x03txn\x121\n" +
 	"\arecords\x18\x02 \x03(\v2\x17.zhost.plugin.v1.RecordR\arecords\x12\x16\n" +
 	"\x06handle\x18\x03 \x01(\x04R\x06handle\x12+\n" +
-	"\x04meta\x18\x04 \x01(\v2\x17.zhost.plugin.v1.TxMetaR\x04meta\"!\n" +
+	"\x04meta\x18\x04 \x01(\v2\x17.zhost.plugin.v1.TxMetaR\x04meta\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\x04R\x03key\"!\n" +
 	"\rStoreResponse\x12\x10\n" +
-	"\x03txn\x18\x01 \x01(\x04R\x03txn\"\x1e\n" +
+	"\x03txn\x18\x01 \x01(\x04R\x03txn\"H\n" +
 	"\n" +
 	"TxnRequest\x12\x10\n" +
-	"\x03txn\x18\x01 \x01(\x04R\x03txn\"L\n" +
+	"\x03txn\x18\x01 \x01(\x04R\x03txn\x12\x16\n" +
+	"\x06handle\x18\x02 \x01(\x04R\x06handle\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\x04R\x03key\"L\n" +
 	"\x0eHistoryRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x10\n" +
 	"\x03oid\x18\x02 \x01(\x04R\x03oid\x12\x10\n" +

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/storage"
@@ -147,6 +149,7 @@ type RemoteStorage struct {
 	name   string
 	caps   storage.Capabilities
 	closed atomic.Bool
+	keys   atomic.Uint64 // the last transaction key handed out
 }
 
 // Type returns the backend type the storage was opened with.
@@ -230,7 +233,7 @@ func (s *RemoteStorage) Begin(ctx context.Context, meta storage.TxMeta) (storage
 	if s.caps.ReadOnly {
 		return nil, fmt.Errorf("plugin %q: storage %q: begin: %w", s.c.name, s.name, storage.ErrReadOnly)
 	}
-	return &remoteTxn{s: s, meta: metaToPB(meta)}, nil
+	return &remoteTxn{s: s, meta: metaToPB(meta), key: s.keys.Add(1)}, nil
 }
 
 // History returns up to max revisions of oid, newest first.
@@ -379,6 +382,11 @@ type remoteTxn struct {
 	// id is the plugin's transaction id, 0 until the first message
 	// begins it there.
 	id uint64
+	// key names the transaction before its id is known; beginSent says a
+	// request that begins it was sent, so Abort must reach the plugin
+	// (by key) even if no answer came back.
+	key       uint64
+	beginSent bool
 
 	mu       sync.Mutex
 	voted    bool
@@ -439,7 +447,8 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 func (t *remoteTxn) request(batch []*pb.Record) *pb.StoreRequest {
 	req := &pb.StoreRequest{Txn: t.id, Records: batch}
 	if t.id == 0 {
-		req.Handle, req.Meta = t.s.handle, t.meta
+		req.Handle, req.Meta, req.Key = t.s.handle, t.meta, t.key
+		t.beginSent = true
 	}
 	return req
 }
@@ -447,6 +456,7 @@ func (t *remoteTxn) request(batch []*pb.Record) *pb.StoreRequest {
 func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) error {
 	resp, err := t.s.c.backend.Store(ctx, t.request(batch))
 	if err != nil {
+		t.noteAnswer(err)
 		err = t.s.wrap(ctx, op, err)
 		if t.id == 0 {
 			// The plugin aborted the transaction this batch began; the
@@ -457,6 +467,21 @@ func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) err
 	}
 	t.id = resp.GetTxn()
 	return nil
+}
+
+// noteAnswer looks at the error of a request that began the transaction:
+// an error the plugin answered means it aborted what the request began,
+// so Abort need not name it; a canceled, timed out or broken call may
+// have begun it there unanswered.
+func (t *remoteTxn) noteAnswer(err error) {
+	if t.id != 0 {
+		return
+	}
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable, codes.Unknown, codes.Internal:
+	default:
+		t.beginSent = false
+	}
 }
 
 func (t *remoteTxn) Vote(ctx context.Context) error {
@@ -480,6 +505,7 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 	}
 	resp, err := t.s.c.backend.Vote(ctx, t.request(batch))
 	if err != nil {
+		t.noteAnswer(err)
 		err = t.s.wrap(ctx, "vote", err)
 		if cerr := contextEnded(ctx); cerr != nil && !errors.Is(err, storage.ErrCommitLockTimeout) && !errors.Is(err, ErrPluginUnavailable) {
 			// The host's deadline fired before the plugin's answer
@@ -521,13 +547,19 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 	}
 	t.done = true
 	t.buf, t.bufBytes = nil, 0
-	if t.id == 0 {
+	if t.id == 0 && !t.beginSent {
 		return nil // never reached the plugin
 	}
 	if err := t.s.c.check("abort"); err != nil {
 		return err
 	}
-	if _, err := t.s.c.backend.Abort(ctx, &pb.TxnRequest{Txn: t.id}); err != nil {
+	req := &pb.TxnRequest{Txn: t.id}
+	if t.id == 0 {
+		// A request that began it got no answer: the plugin may hold it
+		// (voted, with the commit lock). Name it by key.
+		req.Handle, req.Key = t.s.handle, t.key
+	}
+	if _, err := t.s.c.backend.Abort(ctx, req); err != nil {
 		return t.s.wrap(ctx, "abort", err)
 	}
 	return nil

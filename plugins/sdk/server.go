@@ -31,8 +31,20 @@ type Server struct {
 	next     uint64
 	storages map[uint64]*openStorage
 	txns     map[uint64]*openTxn
-	closed   bool
+	// keys maps the host's key of a transaction to its id; aborted holds
+	// keys the host aborted before their transaction began here (an Abort
+	// can overtake the request it names). Both are per storage handle.
+	keys    map[txnKey]uint64
+	aborted map[txnKey]struct{}
+	closed  bool
 }
+
+// txnKey is how the host names a transaction whose id it never learned.
+type txnKey struct{ handle, key uint64 }
+
+// maxAbortedKeys bounds the remembered early aborts (an Abort by key whose
+// request never reached the plugin leaves one behind).
+const maxAbortedKeys = 4096
 
 type openStorage struct {
 	name string
@@ -42,6 +54,7 @@ type openStorage struct {
 
 type openTxn struct {
 	handle uint64
+	key    uint64 // the host's key, 0 if none
 	txn    storage.Txn
 }
 
@@ -54,6 +67,8 @@ func newServer(p *Plugin, logger hclog.Logger) *Server {
 		logger:   logger,
 		storages: map[uint64]*openStorage{},
 		txns:     map[uint64]*openTxn{},
+		keys:     map[txnKey]uint64{},
+		aborted:  map[txnKey]struct{}{},
 	}
 }
 
@@ -65,6 +80,8 @@ func (s *Server) closeAll() {
 	sts := s.storages
 	s.storages = map[uint64]*openStorage{}
 	s.txns = map[uint64]*openTxn{}
+	s.keys = map[txnKey]uint64{}
+	s.aborted = map[txnKey]struct{}{}
 	s.closed = true
 	s.mu.Unlock()
 	for _, o := range sts {
@@ -98,8 +115,15 @@ func (s *Server) txn(id uint64) (storage.Txn, error) {
 
 func (s *Server) dropTxn(id uint64) {
 	s.mu.Lock()
-	delete(s.txns, id)
+	s.dropTxnLocked(id)
 	s.mu.Unlock()
+}
+
+func (s *Server) dropTxnLocked(id uint64) {
+	if t, ok := s.txns[id]; ok && t.key != 0 {
+		delete(s.keys, txnKey{t.handle, t.key})
+	}
+	delete(s.txns, id)
 }
 
 // ---- Plugin ----
@@ -160,7 +184,12 @@ func (s *Server) Close(_ context.Context, req *pb.HandleRequest) (*pb.Empty, err
 	delete(s.storages, req.GetHandle())
 	for id, t := range s.txns {
 		if t.handle == req.GetHandle() {
-			delete(s.txns, id)
+			s.dropTxnLocked(id)
+		}
+	}
+	for k := range s.aborted {
+		if k.handle == req.GetHandle() {
+			delete(s.aborted, k)
 		}
 	}
 	s.mu.Unlock()
@@ -222,14 +251,14 @@ func (s *Server) LastTid(ctx context.Context, req *pb.HandleRequest) (*pb.TidVal
 }
 
 func (s *Server) Begin(ctx context.Context, req *pb.BeginRequest) (*pb.BeginResponse, error) {
-	id, _, err := s.begin(ctx, req.GetHandle(), req.GetMeta())
+	id, _, err := s.begin(ctx, req.GetHandle(), req.GetMeta(), 0)
 	if err != nil {
 		return nil, err
 	}
 	return &pb.BeginResponse{Txn: id}, nil
 }
 
-func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta) (uint64, storage.Txn, error) {
+func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key uint64) (uint64, storage.Txn, error) {
 	st, err := s.storage(handle)
 	if err != nil {
 		return 0, nil, err
@@ -244,9 +273,21 @@ func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta) (uin
 		_ = txn.Abort(ctx)
 		return 0, nil, toStatus(fmt.Errorf("begin: storage handle %d was closed: %w", handle, storage.ErrClosed))
 	}
+	if key != 0 {
+		k := txnKey{handle, key}
+		if _, gone := s.aborted[k]; gone {
+			delete(s.aborted, k)
+			s.mu.Unlock()
+			_ = txn.Abort(ctx)
+			return 0, nil, toStatus(fmt.Errorf("begin: the host aborted transaction key %d already: %w", key, storage.ErrClosed))
+		}
+	}
 	s.next++
 	id := s.next
-	s.txns[id] = &openTxn{handle: handle, txn: txn}
+	s.txns[id] = &openTxn{handle: handle, key: key, txn: txn}
+	if key != 0 {
+		s.keys[txnKey{handle, key}] = id
+	}
 	s.mu.Unlock()
 	return id, txn, nil
 }
@@ -259,7 +300,7 @@ func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vo
 	var err error
 	began := false
 	if id == 0 {
-		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta())
+		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
 		began = true
 	} else {
 		txn, err = s.txn(id)
@@ -288,6 +329,15 @@ func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vo
 			return fail(toStatus(err))
 		}
 	}
+	if began {
+		s.mu.Lock()
+		_, still := s.txns[id]
+		s.mu.Unlock()
+		if !still {
+			// The host aborted it by key meanwhile (its call had ended).
+			return nil, toStatus(fmt.Errorf("transaction key %d was aborted by the host: %w", req.GetKey(), storage.ErrClosed))
+		}
+	}
 	return &pb.StoreResponse{Txn: id}, nil
 }
 
@@ -314,8 +364,25 @@ func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.TidValue, 
 
 func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, error) {
 	s.mu.Lock()
-	t, ok := s.txns[req.GetTxn()]
-	delete(s.txns, req.GetTxn())
+	id := req.GetTxn()
+	if id == 0 && req.GetKey() != 0 {
+		k := txnKey{req.GetHandle(), req.GetKey()}
+		var found bool
+		if id, found = s.keys[k]; !found {
+			// Its request has not begun it yet: make that request fail.
+			if len(s.aborted) >= maxAbortedKeys {
+				for old := range s.aborted {
+					delete(s.aborted, old)
+					break
+				}
+			}
+			s.aborted[k] = struct{}{}
+			s.mu.Unlock()
+			return &pb.Empty{}, nil
+		}
+	}
+	t, ok := s.txns[id]
+	s.dropTxnLocked(id)
 	s.mu.Unlock()
 	if !ok {
 		return &pb.Empty{}, nil
