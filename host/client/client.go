@@ -240,11 +240,33 @@ func (c *Client) applyInvalidation(tid storage.Tid, oids []storage.Oid) {
 }
 
 // applyCommit applies this client's own transaction: the new revisions
-// become the current ones in the cache.
-func (c *Client) applyCommit(tid storage.Tid, recs []storage.Record) {
-	oids := make([]storage.Oid, len(recs))
-	for i, r := range recs {
-		oids[i] = r.Oid
+// become the current ones in the cache, and the oids the commit collected
+// (the server's Committed reply) are invalidated, even if also stored.
+func (c *Client) applyCommit(tid storage.Tid, recs []storage.Record, collected []storage.Oid) {
+	oids := make([]storage.Oid, 0, len(recs)+len(collected))
+	for _, r := range recs {
+		oids = append(oids, r.Oid)
+	}
+	if len(collected) > 0 {
+		gone := make(map[storage.Oid]bool, len(collected))
+		for _, o := range collected {
+			gone[o] = true
+		}
+		kept := make([]storage.Record, 0, len(recs))
+		for _, r := range recs {
+			if gone[r.Oid] {
+				delete(gone, r.Oid) // already in oids
+				continue
+			}
+			kept = append(kept, r)
+		}
+		recs = kept
+		for _, o := range collected {
+			if gone[o] {
+				oids = append(oids, o)
+				delete(gone, o)
+			}
+		}
 	}
 	c.mu.Lock()
 	if tid <= c.lastTid {
@@ -252,9 +274,10 @@ func (c *Client) applyCommit(tid storage.Tid, recs []storage.Record) {
 		return
 	}
 	c.cache.commit(tid, recs)
+	c.cache.invalidate(tid, collected)
 	if len(c.inflight) > 0 {
-		for _, r := range recs {
-			if f := c.inflight[r.Oid]; f != nil {
+		for _, o := range oids {
+			if f := c.inflight[o]; f != nil {
 				f.invals = append(f.invals, tid)
 			}
 		}

@@ -147,8 +147,14 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	}()
 	records := t.records
 	m, err := t.link.call(ctx, &wire.Finish{Handle: t.handle, Txn: t.id}, func(m wire.Message, err error) {
-		if r, ok := m.(*wire.TidReply); ok && err == nil {
-			c.applyCommit(r.Tid, records)
+		if err != nil {
+			return
+		}
+		switch r := m.(type) {
+		case *wire.TidReply:
+			c.applyCommit(r.Tid, records, nil)
+		case *wire.Committed:
+			c.applyCommit(r.Tid, records, r.Collected)
 		}
 	})
 	if err != nil {
@@ -157,11 +163,13 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 		}
 		return 0, fmt.Errorf("finish: %w", err)
 	}
-	r, ok := m.(*wire.TidReply)
-	if !ok {
-		return 0, fmt.Errorf("finish: server answered %s: %w", m.Kind(), wire.ErrProtocol)
+	switch r := m.(type) {
+	case *wire.TidReply:
+		return r.Tid, nil
+	case *wire.Committed:
+		return r.Tid, nil
 	}
-	return r.Tid, nil
+	return 0, fmt.Errorf("finish: server answered %s: %w", m.Kind(), wire.ErrProtocol)
 }
 
 func (t *txn) abortRemote(ctx context.Context) {

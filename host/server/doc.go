@@ -13,7 +13,10 @@
 //     order, so every client sees them in that order. The committed oids go to every other
 //     client of the partition as an Invalidate push on the same ordered
 //     stream as the replies; the committer gets its Finish reply there
-//     instead.
+//     instead. Oids the backend collected in the commit (a
+//     storage.CollectingTxn, packless) leave the cache and are
+//     invalidated with the stored ones; the committer's reply is then
+//     Committed, naming them, instead of Tid.
 //   - A client that disconnects, or exceeds TransactionTimeout, while
 //     holding the commit lock is aborted and the lock released (logged).
 //   - An invalidation log, tid-indexed and bounded (InvalidationLogSize
@@ -24,6 +27,14 @@
 //     current records (CacheSize bytes per partition), so the backend
 //     (often a plugin subprocess) is asked only on misses and commits.
 //   - Read-only partitions refuse every write with storage.ErrReadOnly.
+//
+// Memory per connection is bounded: at most 128 requests run at once,
+// and the request frames larger than 64 KiB being handled hold at most
+// MaxInFlightBytes (default twice MaxMessageSize); past that the server
+// stops reading from the connection until replies free room, so a client
+// that pipelines many large requests slows itself down instead of
+// growing the server's heap. Replies queued for a client are bounded by
+// MaxQueuedBytes.
 //
 // Bad input never disturbs other clients: a malformed body or unknown
 // partition gets an Error reply; an oversized or unparseable frame, a bad

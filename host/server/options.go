@@ -42,6 +42,17 @@ type Options struct {
 	// MaxMessageSize limits a frame's length in both directions. Default
 	// wire.DefaultMaxMessageSize (64 MiB); at least wire.MinMaxMessageSize.
 	MaxMessageSize int
+	// MaxInFlightBytes bounds the bytes of the request frames one
+	// connection has being handled at once. When the next frame would
+	// exceed it the server stops reading from that connection until
+	// replies free room (backpressure): no request is dropped or failed
+	// for it. Frames of at most 64 KiB are not counted (at most 128
+	// requests run at once per connection anyway), so Finish and Abort
+	// always get through. A voted transaction's records stay in memory
+	// until its Finish or Abort, outside this budget (one per partition
+	// at most, the commit lock serializing votes). Default
+	// 2 * MaxMessageSize; at least MaxMessageSize.
+	MaxInFlightBytes int
 	// MaxQueuedBytes bounds the replies and invalidations queued for one
 	// client; a client that falls that far behind is disconnected.
 	// Default 4 * MaxMessageSize.
@@ -101,6 +112,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxMessageSize < wire.MinMaxMessageSize {
 		o.MaxMessageSize = wire.MinMaxMessageSize
+	}
+	if o.MaxInFlightBytes <= 0 {
+		o.MaxInFlightBytes = 2 * o.MaxMessageSize
+	}
+	if o.MaxInFlightBytes < o.MaxMessageSize {
+		o.MaxInFlightBytes = o.MaxMessageSize
 	}
 	if o.MaxQueuedBytes <= 0 {
 		o.MaxQueuedBytes = 4 * o.MaxMessageSize

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -173,7 +174,9 @@ func (p *partition) unsubscribeAll(s *session) {
 // subscriber and sends the committer its reply, all under mu so every
 // session sees transactions in tid order. records are the new revisions
 // (cached as current); oids without a record are dropped from the cache.
-func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []storage.Record,
+// collected are oids the commit removed (storage.CollectingTxn): dropped
+// from the cache, even if also stored, and invalidated with oids.
+func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []storage.Record, collected []storage.Oid,
 	committer *session, committerHandle, reqID uint32, reply wire.Message) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -183,6 +186,12 @@ func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []stora
 		for _, o := range oids {
 			p.cache.remove(o)
 		}
+	}
+	if len(collected) > 0 {
+		for _, o := range collected {
+			p.cache.remove(o)
+		}
+		oids = mergeOids(oids, collected)
 	}
 	if err := p.log.add(tid, oids); err != nil {
 		p.logger.Error("invalidation log append failed; clients that reconnect will drop their caches", "error", err)
@@ -262,4 +271,22 @@ func (p *partition) loadBefore(ctx context.Context, oid storage.Oid, tid storage
 		return r, storage.ZeroTid, nil
 	}
 	return p.st.LoadBefore(ctx, oid, tid)
+}
+
+// mergeOids returns stored followed by the collected oids not already in
+// it (a new object nothing references is stored and collected at once).
+func mergeOids(stored, collected []storage.Oid) []storage.Oid {
+	seen := make(map[storage.Oid]struct{}, len(stored))
+	for _, o := range stored {
+		seen[o] = struct{}{}
+	}
+	out := slices.Clip(stored)
+	for _, o := range collected {
+		if _, dup := seen[o]; dup {
+			continue
+		}
+		seen[o] = struct{}{}
+		out = append(out, o)
+	}
+	return out
 }

@@ -32,6 +32,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
+	budget *budget // bytes of the request frames in flight
 	reqWG  sync.WaitGroup
 
 	// Outbound frames are appended to obuf in the order they are sent;
@@ -95,6 +96,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 		ctx:        ctx,
 		cancel:     cancel,
 		sem:        make(chan struct{}, maxInFlight),
+		budget:     newBudget(int64(srv.opts.MaxInFlightBytes)),
 		signal:     make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		handles:    make(map[uint32]*partition),
@@ -303,28 +305,51 @@ func (s *session) run() {
 				}
 			}
 		}
-		f, err := s.fr.ReadFrame()
+		// Backpressure: a large frame is read only once the bytes of
+		// the requests in flight leave room for it. Until then the
+		// connection is not read and the client's sends block.
+		size, err := s.fr.PeekLength()
 		if err != nil {
 			s.readFailed(err)
 			return
 		}
+		cost := s.budget.cost(size)
+		waited, err := s.budget.acquire(s.ctx, cost)
+		if err != nil {
+			return
+		}
+		if waited && !s.fr.Buffered() {
+			// The wait was the server's, not a stalled client's.
+			s.conn.SetReadDeadline(time.Now().Add(opts.FrameTimeout))
+			deadlineSet = true
+		}
+		f, err := s.fr.ReadFrame()
+		if err != nil {
+			s.budget.release(cost)
+			s.readFailed(err)
+			return
+		}
 		if !s.hello {
+			s.budget.release(cost)
 			if !s.handleHello(f) {
 				return
 			}
 			continue
 		}
 		if s.fast(f) {
+			s.budget.release(cost)
 			continue
 		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
+			s.budget.release(cost)
 			return
 		}
 		s.reqWG.Add(1)
 		go func() {
 			defer func() {
+				s.budget.release(cost)
 				<-s.sem
 				s.reqWG.Done()
 			}()
@@ -906,7 +931,20 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 	for i, r := range ot.records {
 		oids[i] = r.Oid
 	}
-	p.publish(tid, oids, ot.records, s, m.Handle, id, &wire.TidReply{Tid: tid})
+	// A backend that frees unreachable objects in the commit (packless)
+	// names them: they changed (to gone) like the stored ones, so they
+	// leave every cache and join the invalidation.
+	var collected []storage.Oid
+	if ct, ok := ot.txn.(storage.CollectingTxn); ok {
+		collected = ct.Collected()
+	}
+	var reply wire.Message = &wire.TidReply{Tid: tid}
+	if len(collected) > 0 {
+		// The committer gets no Invalidate for its own commit: the
+		// reply names what the commit collected.
+		reply = &wire.Committed{Tid: tid, Collected: collected}
+	}
+	p.publish(tid, oids, ot.records, collected, s, m.Handle, id, reply)
 }
 
 // abortTxn aborts a transaction the session holds. reason, if set, is
@@ -970,5 +1008,5 @@ func (s *session) undo(id uint32, m *wire.Undo) {
 		s.send(id, wire.ErrorFrom(err)) // queued: the commit lock and the turn are held
 		return
 	}
-	p.publish(tid, oids, nil, s, m.Handle, id, &wire.Undone{Tid: tid, Oids: oids})
+	p.publish(tid, oids, nil, nil, s, m.Handle, id, &wire.Undone{Tid: tid, Oids: oids})
 }

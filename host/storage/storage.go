@@ -251,6 +251,24 @@ type Txn interface {
 	Abort(ctx context.Context) error
 }
 
+// CollectingTxn is an optional interface of a Txn whose backend frees
+// unreachable objects in the commit itself (packless collects an object
+// in the very commit that removes the last reference to it). A caller that
+// caches records (the server, clients) must treat collected oids as
+// changed by the commit, exactly like the stored ones: after the commit a
+// Load of a collected oid returns ErrNotFound.
+//
+// Collected returns, after a successful Finish, the oids that commit
+// removed, in no particular order (nil if none, or if Finish has not
+// succeeded). It may name an oid the same transaction stored (a new
+// object nothing references is garbage at once): the collection wins, the
+// oid is gone. It is safe to call from the goroutine that called Finish, any number
+// of times; it does no I/O and cannot fail.
+type CollectingTxn interface {
+	Txn
+	Collected() []Oid
+}
+
 // Historian gives access to the past. Backends without
 // Capabilities.History return ErrNotSupported from every method.
 type Historian interface {

@@ -103,6 +103,27 @@ func (fr *FrameReader) Buffered() bool {
 	return uint64(binary.BigEndian.Uint32(h))+4 <= uint64(n)
 }
 
+// PeekLength waits for the next frame's length field and returns the
+// frame's size on the wire (length field included), without consuming
+// anything: a reader that bounds the memory of frames in flight decides
+// whether to read the frame before its body is allocated. Errors are
+// ReadFrame's: io.EOF at a clean end of stream, ErrTooLarge or
+// ErrMalformed for a bad length, or the underlying read error.
+func (fr *FrameReader) PeekLength() (int, error) {
+	h, err := fr.R.Peek(4)
+	if err != nil {
+		if len(h) > 0 && errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("read frame header: %w", io.ErrUnexpectedEOF)
+		}
+		return 0, err
+	}
+	n, err := checkLength(binary.BigEndian.Uint32(h), fr.Max)
+	if err != nil {
+		return 0, err
+	}
+	return 4 + n, nil
+}
+
 // ReadFrame reads the next frame. Its body is a fresh allocation the
 // caller owns. Errors: io.EOF at a clean end of stream, an error matching
 // ErrTooLarge or ErrMalformed for a bad length (the stream cannot be

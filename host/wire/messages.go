@@ -46,6 +46,7 @@ const (
 	KindTxnPage   Kind = 73
 	KindTxInfos   Kind = 74
 	KindUndone    Kind = 75
+	KindCommitted Kind = 76
 )
 
 // Pushes.
@@ -68,6 +69,7 @@ var kindNames = map[Kind]string{
 	KindError: "Error", KindOK: "OK", KindWelcome: "Welcome", KindOpened: "Opened",
 	KindRecord: "Record", KindRecords: "Records", KindOids: "Oids", KindTid: "Tid",
 	KindRevisions: "Revisions", KindTxnPage: "TxnPage", KindTxInfos: "TxInfos", KindUndone: "Undone",
+	KindCommitted:  "Committed",
 	KindInvalidate: "Invalidate", KindReset: "Reset",
 }
 
@@ -148,6 +150,8 @@ func New(k Kind) Message {
 		return &TxInfos{}
 	case KindUndone:
 		return &Undone{}
+	case KindCommitted:
+		return &Committed{}
 	case KindInvalidate:
 		return &Invalidate{}
 	case KindReset:
@@ -800,4 +804,25 @@ func (m *Reset) Encode(e *Encoder) {
 func (m *Reset) Decode(d *Decoder) {
 	m.Handle = d.U32()
 	m.LastTid = storage.Tid(d.U64())
+}
+
+// Committed answers Finish when the commit also removed objects: the
+// backend collected them because nothing referenced them any more
+// (storage.CollectingTxn, packless). The committer drops Collected from
+// its cache as it would for an invalidation, and caches its stored
+// revisions as for a Tid reply. A Finish that collected nothing is
+// answered with Tid.
+type Committed struct {
+	Tid       storage.Tid
+	Collected []storage.Oid
+}
+
+func (*Committed) Kind() Kind { return KindCommitted }
+func (m *Committed) Encode(e *Encoder) {
+	e.U64(uint64(m.Tid))
+	e.Oids(m.Collected)
+}
+func (m *Committed) Decode(d *Decoder) {
+	m.Tid = storage.Tid(d.U64())
+	m.Collected = d.Oids()
 }

@@ -40,6 +40,7 @@ func sampleMessages() []Message {
 		&TxInfos{Txns: []storage.TxInfo{{Tid: 5, TxMeta: meta, Oids: []storage.Oid{7}}}},
 		&Undo{Handle: 1, Tid: 5, Meta: meta},
 		&Undone{Tid: 6, Oids: []storage.Oid{7}},
+		&Committed{Tid: 8, Collected: []storage.Oid{9, 10}},
 		&Pack{Handle: 1, Tid: 5},
 		&Ping{},
 		&OK{},
@@ -149,5 +150,38 @@ func TestErrorIdentity(t *testing.T) {
 	var back *storage.ConflictError
 	if !errors.As(got, &back) || !reflect.DeepEqual(back, ce) || !errors.Is(got, storage.ErrConflict) {
 		t.Errorf("conflict came back as %#v", got)
+	}
+}
+
+// TestPeekLength: the next frame's size is known before anything is
+// consumed, and bad lengths fail as ReadFrame's do.
+func TestPeekLength(t *testing.T) {
+	frame := EncodeFrame(7, &Ping{})
+	stream := append(append([]byte{}, frame...), frame...)
+	fr := FrameReader{R: bufio.NewReader(bytes.NewReader(stream)), Max: DefaultMaxMessageSize}
+	for i := range 2 {
+		n, err := fr.PeekLength()
+		if err != nil || n != len(frame) {
+			t.Fatalf("frame %d: PeekLength = %d, %v; want %d", i, n, err, len(frame))
+		}
+		if f, err := fr.ReadFrame(); err != nil || f.ID != 7 {
+			t.Fatalf("frame %d after peek: %+v, %v", i, f, err)
+		}
+	}
+	if _, err := fr.PeekLength(); !errors.Is(err, io.EOF) {
+		t.Fatalf("at the end: %v, want io.EOF", err)
+	}
+	huge := []byte{0xff, 0xff, 0xff, 0xff}
+	fr = FrameReader{R: bufio.NewReader(bytes.NewReader(huge)), Max: MinMaxMessageSize}
+	if _, err := fr.PeekLength(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized: %v, want ErrTooLarge", err)
+	}
+	fr = FrameReader{R: bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 1})), Max: MinMaxMessageSize}
+	if _, err := fr.PeekLength(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short length: %v, want ErrMalformed", err)
+	}
+	fr = FrameReader{R: bufio.NewReader(bytes.NewReader([]byte{0, 0})), Max: MinMaxMessageSize}
+	if _, err := fr.PeekLength(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("torn length: %v, want io.ErrUnexpectedEOF", err)
 	}
 }

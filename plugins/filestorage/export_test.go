@@ -13,3 +13,11 @@ func (s *Storage) Fsyncs() int64 { return s.fsyncs.Load() }
 
 // FsyncTime is the total time spent in commit fsyncs.
 func (s *Storage) FsyncTime() time.Duration { return time.Duration(s.fsyncNanos.Load()) }
+
+// SetIndexSaveHook makes every index save call hook after taking its
+// snapshot and before writing it (nil removes it). Set it before any
+// save can run.
+func (s *Storage) SetIndexSaveHook(hook func()) { s.indexSaveHook = hook }
+
+// SaveIndex saves the index now if it changed.
+func (s *Storage) SaveIndex() error { return s.writeIndex() }

@@ -86,6 +86,13 @@ type Storage struct {
 	indexSaving   atomic.Bool
 	indexedEnd    atomic.Int64 // data file position the saved index covers
 	indexedNextID atomic.Uint64
+	// indexedFileID is the file id of the data file the saved index
+	// describes. Written under indexMu and mu (read), so a pack's swap
+	// (under mu) is either before a save's check or after its update.
+	indexedFileID [16]byte
+	// indexSaveHook, if set (tests), runs in writeIndex between the
+	// snapshot and the write, with indexMu held.
+	indexSaveHook func()
 }
 
 // finished is a transaction waiting to become visible.
@@ -230,6 +237,7 @@ func (s *Storage) recover(size int64) error {
 			start, s.lastTid, nextOid = x.pos, x.lastTid, x.nextOid
 			s.indexedEnd.Store(x.pos)
 			s.indexedNextID.Store(uint64(x.nextOid))
+			s.indexedFileID = x.fileID
 		}
 	case errors.Is(err, os.ErrNotExist):
 		if size > fileHeaderSize {
@@ -389,26 +397,49 @@ func (s *Storage) snapshotIndex() *indexFile {
 	return &indexFile{fileID: s.fileID, pos: s.visEnd, lastTid: s.lastTid, nextOid: next, entries: maps.Clone(s.index)}
 }
 
-// writeIndex saves the index if it changed since the last save.
+// writeIndex saves the index if it changed since the last save: a new
+// data file (pack swapped one in), or more transactions or oids.
+//
+// A pack may swap the data file while a save is writing the snapshot it
+// took before: that save describes the replaced file, carries its file id
+// (so open rejects it and scans), and is not recorded as the current
+// index; writeIndex then saves again for the new file, so the
+// post-pack index is never skipped as "already saved" on the strength of
+// a stale one whose position happens to match.
 func (s *Storage) writeIndex() error {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
-	s.mu.RLock()
-	s.oidMu.Lock()
-	clean := s.visEnd == s.indexedEnd.Load() && uint64(s.nextOid) == s.indexedNextID.Load()
-	s.oidMu.Unlock()
-	s.mu.RUnlock()
-	if clean {
-		return nil
+	for range 3 {
+		s.mu.RLock()
+		s.oidMu.Lock()
+		clean := s.fileID == s.indexedFileID && s.visEnd == s.indexedEnd.Load() && uint64(s.nextOid) == s.indexedNextID.Load()
+		s.oidMu.Unlock()
+		s.mu.RUnlock()
+		if clean {
+			return nil
+		}
+		x := s.snapshotIndex()
+		if s.indexSaveHook != nil {
+			s.indexSaveHook()
+		}
+		if err := saveIndex(s.path+".index", x); err != nil {
+			return err
+		}
+		s.mu.RLock()
+		current := s.fileID == x.fileID
+		if current {
+			s.indexedFileID = x.fileID
+			s.indexedEnd.Store(x.pos)
+			s.indexedNextID.Store(uint64(x.nextOid))
+		}
+		s.mu.RUnlock()
+		if current {
+			s.log.Debug("index saved", "path", s.path, "pos", x.pos, "objects", len(x.entries))
+			return nil
+		}
+		s.log.Debug("a pack replaced the data file while its index was saved; saving the new one", "path", s.path)
 	}
-	x := s.snapshotIndex()
-	if err := saveIndex(s.path+".index", x); err != nil {
-		return err
-	}
-	s.indexedEnd.Store(x.pos)
-	s.indexedNextID.Store(uint64(x.nextOid))
-	s.log.Debug("index saved", "path", s.path, "pos", x.pos, "objects", len(x.entries))
-	return nil
+	return fmt.Errorf("save index %s: the data file kept changing under the save", s.path)
 }
 
 // maybeSaveIndex starts a background index save when enough has been

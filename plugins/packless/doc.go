@@ -19,6 +19,12 @@
 // frees its space as LevelDB compacts. Reference counting cannot see
 // cycles; Collect runs a full mark-and-sweep from the root that frees them
 // and rebuilds the counts and the index. Open runs it after a recovery.
+// A transaction implements storage.CollectingTxn: after Finish,
+// Collected names the oids its commit deleted, so whoever caches records
+// (host/server, and through it every client) drops them with the stored
+// ones. Collect itself reports nothing to caches: run it with no server
+// serving the store (Open does), or accept that an unreachable cycle may
+// stay cached until evicted (no path from the root reaches it).
 //
 // Commits: Vote takes the commit lock (storage.CommitLock, ctx-bounded),
 // checks every serial, and prepares one leveldb.Batch; Finish writes it,

@@ -27,7 +27,8 @@ type txn struct {
 
 	batch     *leveldb.Batch
 	tid       storage.Tid
-	collected int
+	collected []storage.Oid // prepared by Vote; reported after Finish
+	finished  bool          // Finish succeeded: Collected reports
 }
 
 func (t *txn) Store(ctx context.Context, rec storage.Record) error {
@@ -182,7 +183,12 @@ func (t *txn) prepare() error {
 	if len(gone) > 0 {
 		b.Put(metaGCTid, be64(uint64(tid)))
 	}
-	t.batch, t.tid, t.collected = b, tid, len(gone)
+	collected := make([]storage.Oid, 0, len(gone))
+	for o := range gone {
+		collected = append(collected, o)
+	}
+	slices.Sort(collected)
+	t.batch, t.tid, t.collected = b, tid, collected
 	return nil
 }
 
@@ -252,7 +258,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	}
 	s := t.s
 	defer t.done()
-	if t.collected > 0 {
+	if len(t.collected) > 0 {
 		s.gcTid.Store(uint64(t.tid)) // before the write: see LoadBefore
 	}
 	if err := s.db.Write(t.batch, s.wo); err != nil {
@@ -260,8 +266,21 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 		return 0, dbErr("finish "+t.tid.String(), err)
 	}
 	s.lastTid.Store(uint64(t.tid))
-	s.log.Debug("commit", "tid", t.tid, "oids", t.buf.Len(), "collected", t.collected, "user", t.meta.User)
+	t.finished = true
+	s.log.Debug("commit", "tid", t.tid, "oids", t.buf.Len(), "collected", len(t.collected), "user", t.meta.User)
 	return t.tid, nil
+}
+
+// Collected returns the oids the finished commit removed because nothing
+// referenced them any more (storage.CollectingTxn); nil before a
+// successful Finish. Sorted ascending.
+func (t *txn) Collected() []storage.Oid {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.finished || len(t.collected) == 0 {
+		return nil
+	}
+	return slices.Clone(t.collected)
 }
 
 func (t *txn) Abort(ctx context.Context) error {
@@ -291,4 +310,7 @@ func (t *txn) done() {
 	t.s.mu.Unlock()
 }
 
-var _ storage.Txn = (*txn)(nil)
+var (
+	_ storage.Txn           = (*txn)(nil)
+	_ storage.CollectingTxn = (*txn)(nil)
+)

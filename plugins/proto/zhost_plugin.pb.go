@@ -1589,6 +1589,64 @@ func (x *TidValue) GetTid() uint64 {
 	return 0
 }
 
+// FinishResponse is the reply to Finish. Field 1 matches TidValue, so a
+// host or plugin built before collected existed still reads the tid.
+type FinishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tid   uint64                 `protobuf:"varint,1,opt,name=tid,proto3" json:"tid,omitempty"`
+	// collected names the oids the commit removed because nothing
+	// referenced them any more (a backend whose Txn implements
+	// storage.CollectingTxn, such as packless); the host invalidates them
+	// with the stored ones.
+	Collected     []uint64 `protobuf:"varint,2,rep,packed,name=collected,proto3" json:"collected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishResponse) Reset() {
+	*x = FinishResponse{}
+	mi := &file_zhost_plugin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishResponse) ProtoMessage() {}
+
+func (x *FinishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zhost_plugin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
+func (*FinishResponse) Descriptor() ([]byte, []int) {
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FinishResponse) GetTid() uint64 {
+	if x != nil {
+		return x.Tid
+	}
+	return 0
+}
+
+func (x *FinishResponse) GetCollected() []uint64 {
+	if x != nil {
+		return x.Collected
+	}
+	return nil
+}
+
 type TxMeta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -1600,7 +1658,7 @@ type TxMeta struct {
 
 func (x *TxMeta) Reset() {
 	*x = TxMeta{}
-	mi := &file_zhost_plugin_proto_msgTypes[25]
+	mi := &file_zhost_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1670,7 @@ func (x *TxMeta) String() string {
 func (*TxMeta) ProtoMessage() {}
 
 func (x *TxMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[25]
+	mi := &file_zhost_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1683,7 @@ func (x *TxMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxMeta.ProtoReflect.Descriptor instead.
 func (*TxMeta) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{25}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TxMeta) GetUser() string {
@@ -1659,7 +1717,7 @@ type BeginRequest struct {
 
 func (x *BeginRequest) Reset() {
 	*x = BeginRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[26]
+	mi := &file_zhost_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1729,7 @@ func (x *BeginRequest) String() string {
 func (*BeginRequest) ProtoMessage() {}
 
 func (x *BeginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[26]
+	mi := &file_zhost_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1742,7 @@ func (x *BeginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginRequest.ProtoReflect.Descriptor instead.
 func (*BeginRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{26}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BeginRequest) GetHandle() uint64 {
@@ -1710,7 +1768,7 @@ type BeginResponse struct {
 
 func (x *BeginResponse) Reset() {
 	*x = BeginResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[27]
+	mi := &file_zhost_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1780,7 @@ func (x *BeginResponse) String() string {
 func (*BeginResponse) ProtoMessage() {}
 
 func (x *BeginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[27]
+	mi := &file_zhost_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1793,7 @@ func (x *BeginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginResponse.ProtoReflect.Descriptor instead.
 func (*BeginResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{27}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BeginResponse) GetTxn() uint64 {
@@ -1765,7 +1823,7 @@ type StoreRequest struct {
 
 func (x *StoreRequest) Reset() {
 	*x = StoreRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[28]
+	mi := &file_zhost_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1835,7 @@ func (x *StoreRequest) String() string {
 func (*StoreRequest) ProtoMessage() {}
 
 func (x *StoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[28]
+	mi := &file_zhost_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1848,7 @@ func (x *StoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreRequest.ProtoReflect.Descriptor instead.
 func (*StoreRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{28}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoreRequest) GetTxn() uint64 {
@@ -1837,7 +1895,7 @@ type StoreResponse struct {
 
 func (x *StoreResponse) Reset() {
 	*x = StoreResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[29]
+	mi := &file_zhost_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1907,7 @@ func (x *StoreResponse) String() string {
 func (*StoreResponse) ProtoMessage() {}
 
 func (x *StoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[29]
+	mi := &file_zhost_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1920,7 @@ func (x *StoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreResponse.ProtoReflect.Descriptor instead.
 func (*StoreResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{29}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoreResponse) GetTxn() uint64 {
@@ -1886,7 +1944,7 @@ type TxnRequest struct {
 
 func (x *TxnRequest) Reset() {
 	*x = TxnRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[30]
+	mi := &file_zhost_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1956,7 @@ func (x *TxnRequest) String() string {
 func (*TxnRequest) ProtoMessage() {}
 
 func (x *TxnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[30]
+	mi := &file_zhost_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1969,7 @@ func (x *TxnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
 func (*TxnRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{30}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TxnRequest) GetTxn() uint64 {
@@ -1946,7 +2004,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[31]
+	mi := &file_zhost_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2016,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[31]
+	mi := &file_zhost_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2029,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{31}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HistoryRequest) GetHandle() uint64 {
@@ -2006,7 +2064,7 @@ type Revision struct {
 
 func (x *Revision) Reset() {
 	*x = Revision{}
-	mi := &file_zhost_plugin_proto_msgTypes[32]
+	mi := &file_zhost_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2076,7 @@ func (x *Revision) String() string {
 func (*Revision) ProtoMessage() {}
 
 func (x *Revision) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[32]
+	mi := &file_zhost_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2089,7 @@ func (x *Revision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revision.ProtoReflect.Descriptor instead.
 func (*Revision) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{32}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Revision) GetSerial() uint64 {
@@ -2064,7 +2122,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[33]
+	mi := &file_zhost_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2134,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[33]
+	mi := &file_zhost_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2147,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{33}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HistoryResponse) GetRevisions() []*Revision {
@@ -2110,7 +2168,7 @@ type IterateRequest struct {
 
 func (x *IterateRequest) Reset() {
 	*x = IterateRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[34]
+	mi := &file_zhost_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2180,7 @@ func (x *IterateRequest) String() string {
 func (*IterateRequest) ProtoMessage() {}
 
 func (x *IterateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[34]
+	mi := &file_zhost_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2193,7 @@ func (x *IterateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IterateRequest.ProtoReflect.Descriptor instead.
 func (*IterateRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{34}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IterateRequest) GetHandle() uint64 {
@@ -2170,7 +2228,7 @@ type TxInfo struct {
 
 func (x *TxInfo) Reset() {
 	*x = TxInfo{}
-	mi := &file_zhost_plugin_proto_msgTypes[35]
+	mi := &file_zhost_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2240,7 @@ func (x *TxInfo) String() string {
 func (*TxInfo) ProtoMessage() {}
 
 func (x *TxInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[35]
+	mi := &file_zhost_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2253,7 @@ func (x *TxInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxInfo.ProtoReflect.Descriptor instead.
 func (*TxInfo) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{35}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TxInfo) GetTid() uint64 {
@@ -2229,7 +2287,7 @@ type TxRecords struct {
 
 func (x *TxRecords) Reset() {
 	*x = TxRecords{}
-	mi := &file_zhost_plugin_proto_msgTypes[36]
+	mi := &file_zhost_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2299,7 @@ func (x *TxRecords) String() string {
 func (*TxRecords) ProtoMessage() {}
 
 func (x *TxRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[36]
+	mi := &file_zhost_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2312,7 @@ func (x *TxRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxRecords.ProtoReflect.Descriptor instead.
 func (*TxRecords) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{36}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TxRecords) GetInfo() *TxInfo {
@@ -2281,7 +2339,7 @@ type UndoLogRequest struct {
 
 func (x *UndoLogRequest) Reset() {
 	*x = UndoLogRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[37]
+	mi := &file_zhost_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2351,7 @@ func (x *UndoLogRequest) String() string {
 func (*UndoLogRequest) ProtoMessage() {}
 
 func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[37]
+	mi := &file_zhost_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2364,7 @@ func (x *UndoLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogRequest.ProtoReflect.Descriptor instead.
 func (*UndoLogRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{37}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UndoLogRequest) GetHandle() uint64 {
@@ -2332,7 +2390,7 @@ type UndoLogResponse struct {
 
 func (x *UndoLogResponse) Reset() {
 	*x = UndoLogResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[38]
+	mi := &file_zhost_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2402,7 @@ func (x *UndoLogResponse) String() string {
 func (*UndoLogResponse) ProtoMessage() {}
 
 func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[38]
+	mi := &file_zhost_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2415,7 @@ func (x *UndoLogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoLogResponse.ProtoReflect.Descriptor instead.
 func (*UndoLogResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{38}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UndoLogResponse) GetTransactions() []*TxInfo {
@@ -2378,7 +2436,7 @@ type UndoRequest struct {
 
 func (x *UndoRequest) Reset() {
 	*x = UndoRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[39]
+	mi := &file_zhost_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2448,7 @@ func (x *UndoRequest) String() string {
 func (*UndoRequest) ProtoMessage() {}
 
 func (x *UndoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[39]
+	mi := &file_zhost_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2461,7 @@ func (x *UndoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoRequest.ProtoReflect.Descriptor instead.
 func (*UndoRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{39}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UndoRequest) GetHandle() uint64 {
@@ -2437,7 +2495,7 @@ type UndoResponse struct {
 
 func (x *UndoResponse) Reset() {
 	*x = UndoResponse{}
-	mi := &file_zhost_plugin_proto_msgTypes[40]
+	mi := &file_zhost_plugin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2507,7 @@ func (x *UndoResponse) String() string {
 func (*UndoResponse) ProtoMessage() {}
 
 func (x *UndoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[40]
+	mi := &file_zhost_plugin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2520,7 @@ func (x *UndoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoResponse.ProtoReflect.Descriptor instead.
 func (*UndoResponse) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{40}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UndoResponse) GetTid() uint64 {
@@ -2491,7 +2549,7 @@ type PackRequest struct {
 
 func (x *PackRequest) Reset() {
 	*x = PackRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[41]
+	mi := &file_zhost_plugin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2561,7 @@ func (x *PackRequest) String() string {
 func (*PackRequest) ProtoMessage() {}
 
 func (x *PackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[41]
+	mi := &file_zhost_plugin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2574,7 @@ func (x *PackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackRequest.ProtoReflect.Descriptor instead.
 func (*PackRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{41}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PackRequest) GetHandle() uint64 {
@@ -2550,7 +2608,7 @@ type PackProgress struct {
 
 func (x *PackProgress) Reset() {
 	*x = PackProgress{}
-	mi := &file_zhost_plugin_proto_msgTypes[42]
+	mi := &file_zhost_plugin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2620,7 @@ func (x *PackProgress) String() string {
 func (*PackProgress) ProtoMessage() {}
 
 func (x *PackProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[42]
+	mi := &file_zhost_plugin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2633,7 @@ func (x *PackProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackProgress.ProtoReflect.Descriptor instead.
 func (*PackProgress) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{42}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PackProgress) GetDone() int64 {
@@ -2605,7 +2663,7 @@ type ResolveRequest struct {
 
 func (x *ResolveRequest) Reset() {
 	*x = ResolveRequest{}
-	mi := &file_zhost_plugin_proto_msgTypes[43]
+	mi := &file_zhost_plugin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2675,7 @@ func (x *ResolveRequest) String() string {
 func (*ResolveRequest) ProtoMessage() {}
 
 func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[43]
+	mi := &file_zhost_plugin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2688,7 @@ func (x *ResolveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRequest) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{43}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ResolveRequest) GetFunction() string {
@@ -2666,7 +2724,7 @@ type MountTarget struct {
 
 func (x *MountTarget) Reset() {
 	*x = MountTarget{}
-	mi := &file_zhost_plugin_proto_msgTypes[44]
+	mi := &file_zhost_plugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2736,7 @@ func (x *MountTarget) String() string {
 func (*MountTarget) ProtoMessage() {}
 
 func (x *MountTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_zhost_plugin_proto_msgTypes[44]
+	mi := &file_zhost_plugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2749,7 @@ func (x *MountTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MountTarget.ProtoReflect.Descriptor instead.
 func (*MountTarget) Descriptor() ([]byte, []int) {
-	return file_zhost_plugin_proto_rawDescGZIP(), []int{44}
+	return file_zhost_plugin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MountTarget) GetPartition() string {
@@ -2832,7 +2890,10 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\aOidList\x12\x12\n" +
 	"\x04oids\x18\x01 \x03(\x04R\x04oids\"\x1c\n" +
 	"\bTidValue\x12\x10\n" +
-	"\x03tid\x18\x01 \x01(\x04R\x03tid\"\xc2\x01\n" +
+	"\x03tid\x18\x01 \x01(\x04R\x03tid\"@\n" +
+	"\x0eFinishResponse\x12\x10\n" +
+	"\x03tid\x18\x01 \x01(\x04R\x03tid\x12\x1c\n" +
+	"\tcollected\x18\x02 \x03(\x04R\tcollected\"\xc2\x01\n" +
 	"\x06TxMeta\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12D\n" +
@@ -2908,7 +2969,7 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x06server\x18\x03 \x01(\tR\x06server2\xa8\x01\n" +
 	"\x06Plugin\x12J\n" +
 	"\bDescribe\x12 .zhost.plugin.v1.DescribeRequest\x1a\x1c.zhost.plugin.v1.Description\x12R\n" +
-	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\xfa\b\n" +
+	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\x80\t\n" +
 	"\aBackend\x12C\n" +
 	"\x04Open\x12\x1c.zhost.plugin.v1.OpenRequest\x1a\x1d.zhost.plugin.v1.OpenResponse\x12?\n" +
 	"\x05Close\x12\x1e.zhost.plugin.v1.HandleRequest\x1a\x16.zhost.plugin.v1.Empty\x12=\n" +
@@ -2919,8 +2980,8 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\aLastTid\x12\x1e.zhost.plugin.v1.HandleRequest\x1a\x19.zhost.plugin.v1.TidValue\x12F\n" +
 	"\x05Begin\x12\x1d.zhost.plugin.v1.BeginRequest\x1a\x1e.zhost.plugin.v1.BeginResponse\x12F\n" +
 	"\x05Store\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12E\n" +
-	"\x04Vote\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12@\n" +
-	"\x06Finish\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x19.zhost.plugin.v1.TidValue\x12<\n" +
+	"\x04Vote\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12F\n" +
+	"\x06Finish\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x1f.zhost.plugin.v1.FinishResponse\x12<\n" +
 	"\x05Abort\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x16.zhost.plugin.v1.Empty\x12L\n" +
 	"\aHistory\x12\x1f.zhost.plugin.v1.HistoryRequest\x1a .zhost.plugin.v1.HistoryResponse\x12H\n" +
 	"\aIterate\x12\x1f.zhost.plugin.v1.IterateRequest\x1a\x1a.zhost.plugin.v1.TxRecords0\x01\x12L\n" +
@@ -2943,7 +3004,7 @@ func file_zhost_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_zhost_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_zhost_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_zhost_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_zhost_plugin_proto_goTypes = []any{
 	(ErrorDetail_Kind)(0),      // 0: zhost.plugin.v1.ErrorDetail.Kind
 	(*ConfigureRequest)(nil),   // 1: zhost.plugin.v1.ConfigureRequest
@@ -2971,34 +3032,35 @@ var file_zhost_plugin_proto_goTypes = []any{
 	(*NewOidsRequest)(nil),     // 23: zhost.plugin.v1.NewOidsRequest
 	(*OidList)(nil),            // 24: zhost.plugin.v1.OidList
 	(*TidValue)(nil),           // 25: zhost.plugin.v1.TidValue
-	(*TxMeta)(nil),             // 26: zhost.plugin.v1.TxMeta
-	(*BeginRequest)(nil),       // 27: zhost.plugin.v1.BeginRequest
-	(*BeginResponse)(nil),      // 28: zhost.plugin.v1.BeginResponse
-	(*StoreRequest)(nil),       // 29: zhost.plugin.v1.StoreRequest
-	(*StoreResponse)(nil),      // 30: zhost.plugin.v1.StoreResponse
-	(*TxnRequest)(nil),         // 31: zhost.plugin.v1.TxnRequest
-	(*HistoryRequest)(nil),     // 32: zhost.plugin.v1.HistoryRequest
-	(*Revision)(nil),           // 33: zhost.plugin.v1.Revision
-	(*HistoryResponse)(nil),    // 34: zhost.plugin.v1.HistoryResponse
-	(*IterateRequest)(nil),     // 35: zhost.plugin.v1.IterateRequest
-	(*TxInfo)(nil),             // 36: zhost.plugin.v1.TxInfo
-	(*TxRecords)(nil),          // 37: zhost.plugin.v1.TxRecords
-	(*UndoLogRequest)(nil),     // 38: zhost.plugin.v1.UndoLogRequest
-	(*UndoLogResponse)(nil),    // 39: zhost.plugin.v1.UndoLogResponse
-	(*UndoRequest)(nil),        // 40: zhost.plugin.v1.UndoRequest
-	(*UndoResponse)(nil),       // 41: zhost.plugin.v1.UndoResponse
-	(*PackRequest)(nil),        // 42: zhost.plugin.v1.PackRequest
-	(*PackProgress)(nil),       // 43: zhost.plugin.v1.PackProgress
-	(*ResolveRequest)(nil),     // 44: zhost.plugin.v1.ResolveRequest
-	(*MountTarget)(nil),        // 45: zhost.plugin.v1.MountTarget
-	nil,                        // 46: zhost.plugin.v1.ConfigureRequest.ConfigEntry
-	nil,                        // 47: zhost.plugin.v1.StringMap.ValuesEntry
-	nil,                        // 48: zhost.plugin.v1.OpenRequest.ConfigEntry
-	nil,                        // 49: zhost.plugin.v1.TxMeta.ExtensionEntry
-	(*structpb.Struct)(nil),    // 50: google.protobuf.Struct
+	(*FinishResponse)(nil),     // 26: zhost.plugin.v1.FinishResponse
+	(*TxMeta)(nil),             // 27: zhost.plugin.v1.TxMeta
+	(*BeginRequest)(nil),       // 28: zhost.plugin.v1.BeginRequest
+	(*BeginResponse)(nil),      // 29: zhost.plugin.v1.BeginResponse
+	(*StoreRequest)(nil),       // 30: zhost.plugin.v1.StoreRequest
+	(*StoreResponse)(nil),      // 31: zhost.plugin.v1.StoreResponse
+	(*TxnRequest)(nil),         // 32: zhost.plugin.v1.TxnRequest
+	(*HistoryRequest)(nil),     // 33: zhost.plugin.v1.HistoryRequest
+	(*Revision)(nil),           // 34: zhost.plugin.v1.Revision
+	(*HistoryResponse)(nil),    // 35: zhost.plugin.v1.HistoryResponse
+	(*IterateRequest)(nil),     // 36: zhost.plugin.v1.IterateRequest
+	(*TxInfo)(nil),             // 37: zhost.plugin.v1.TxInfo
+	(*TxRecords)(nil),          // 38: zhost.plugin.v1.TxRecords
+	(*UndoLogRequest)(nil),     // 39: zhost.plugin.v1.UndoLogRequest
+	(*UndoLogResponse)(nil),    // 40: zhost.plugin.v1.UndoLogResponse
+	(*UndoRequest)(nil),        // 41: zhost.plugin.v1.UndoRequest
+	(*UndoResponse)(nil),       // 42: zhost.plugin.v1.UndoResponse
+	(*PackRequest)(nil),        // 43: zhost.plugin.v1.PackRequest
+	(*PackProgress)(nil),       // 44: zhost.plugin.v1.PackProgress
+	(*ResolveRequest)(nil),     // 45: zhost.plugin.v1.ResolveRequest
+	(*MountTarget)(nil),        // 46: zhost.plugin.v1.MountTarget
+	nil,                        // 47: zhost.plugin.v1.ConfigureRequest.ConfigEntry
+	nil,                        // 48: zhost.plugin.v1.StringMap.ValuesEntry
+	nil,                        // 49: zhost.plugin.v1.OpenRequest.ConfigEntry
+	nil,                        // 50: zhost.plugin.v1.TxMeta.ExtensionEntry
+	(*structpb.Struct)(nil),    // 51: google.protobuf.Struct
 }
 var file_zhost_plugin_proto_depIdxs = []int32{
-	46, // 0: zhost.plugin.v1.ConfigureRequest.config:type_name -> zhost.plugin.v1.ConfigureRequest.ConfigEntry
+	47, // 0: zhost.plugin.v1.ConfigureRequest.config:type_name -> zhost.plugin.v1.ConfigureRequest.ConfigEntry
 	5,  // 1: zhost.plugin.v1.Description.backends:type_name -> zhost.plugin.v1.BackendType
 	6,  // 2: zhost.plugin.v1.Description.functions:type_name -> zhost.plugin.v1.MountFunction
 	7,  // 3: zhost.plugin.v1.Description.config:type_name -> zhost.plugin.v1.Schema
@@ -3008,24 +3070,24 @@ var file_zhost_plugin_proto_depIdxs = []int32{
 	9,  // 7: zhost.plugin.v1.Attribute.default:type_name -> zhost.plugin.v1.Value
 	10, // 8: zhost.plugin.v1.Value.list_value:type_name -> zhost.plugin.v1.StringList
 	11, // 9: zhost.plugin.v1.Value.map_value:type_name -> zhost.plugin.v1.StringMap
-	47, // 10: zhost.plugin.v1.StringMap.values:type_name -> zhost.plugin.v1.StringMap.ValuesEntry
+	48, // 10: zhost.plugin.v1.StringMap.values:type_name -> zhost.plugin.v1.StringMap.ValuesEntry
 	0,  // 11: zhost.plugin.v1.ErrorDetail.kinds:type_name -> zhost.plugin.v1.ErrorDetail.Kind
 	13, // 12: zhost.plugin.v1.ErrorDetail.conflicts:type_name -> zhost.plugin.v1.Conflict
-	48, // 13: zhost.plugin.v1.OpenRequest.config:type_name -> zhost.plugin.v1.OpenRequest.ConfigEntry
+	49, // 13: zhost.plugin.v1.OpenRequest.config:type_name -> zhost.plugin.v1.OpenRequest.ConfigEntry
 	17, // 14: zhost.plugin.v1.OpenResponse.capabilities:type_name -> zhost.plugin.v1.Capabilities
 	19, // 15: zhost.plugin.v1.LoadBeforeResponse.record:type_name -> zhost.plugin.v1.Record
-	49, // 16: zhost.plugin.v1.TxMeta.extension:type_name -> zhost.plugin.v1.TxMeta.ExtensionEntry
-	26, // 17: zhost.plugin.v1.BeginRequest.meta:type_name -> zhost.plugin.v1.TxMeta
+	50, // 16: zhost.plugin.v1.TxMeta.extension:type_name -> zhost.plugin.v1.TxMeta.ExtensionEntry
+	27, // 17: zhost.plugin.v1.BeginRequest.meta:type_name -> zhost.plugin.v1.TxMeta
 	19, // 18: zhost.plugin.v1.StoreRequest.records:type_name -> zhost.plugin.v1.Record
-	26, // 19: zhost.plugin.v1.StoreRequest.meta:type_name -> zhost.plugin.v1.TxMeta
-	26, // 20: zhost.plugin.v1.Revision.meta:type_name -> zhost.plugin.v1.TxMeta
-	33, // 21: zhost.plugin.v1.HistoryResponse.revisions:type_name -> zhost.plugin.v1.Revision
-	26, // 22: zhost.plugin.v1.TxInfo.meta:type_name -> zhost.plugin.v1.TxMeta
-	36, // 23: zhost.plugin.v1.TxRecords.info:type_name -> zhost.plugin.v1.TxInfo
+	27, // 19: zhost.plugin.v1.StoreRequest.meta:type_name -> zhost.plugin.v1.TxMeta
+	27, // 20: zhost.plugin.v1.Revision.meta:type_name -> zhost.plugin.v1.TxMeta
+	34, // 21: zhost.plugin.v1.HistoryResponse.revisions:type_name -> zhost.plugin.v1.Revision
+	27, // 22: zhost.plugin.v1.TxInfo.meta:type_name -> zhost.plugin.v1.TxMeta
+	37, // 23: zhost.plugin.v1.TxRecords.info:type_name -> zhost.plugin.v1.TxInfo
 	19, // 24: zhost.plugin.v1.TxRecords.records:type_name -> zhost.plugin.v1.Record
-	36, // 25: zhost.plugin.v1.UndoLogResponse.transactions:type_name -> zhost.plugin.v1.TxInfo
-	26, // 26: zhost.plugin.v1.UndoRequest.meta:type_name -> zhost.plugin.v1.TxMeta
-	50, // 27: zhost.plugin.v1.ResolveRequest.args:type_name -> google.protobuf.Struct
+	37, // 25: zhost.plugin.v1.UndoLogResponse.transactions:type_name -> zhost.plugin.v1.TxInfo
+	27, // 26: zhost.plugin.v1.UndoRequest.meta:type_name -> zhost.plugin.v1.TxMeta
+	51, // 27: zhost.plugin.v1.ResolveRequest.args:type_name -> google.protobuf.Struct
 	9,  // 28: zhost.plugin.v1.ConfigureRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
 	9,  // 29: zhost.plugin.v1.OpenRequest.ConfigEntry.value:type_name -> zhost.plugin.v1.Value
 	3,  // 30: zhost.plugin.v1.Plugin.Describe:input_type -> zhost.plugin.v1.DescribeRequest
@@ -3036,17 +3098,17 @@ var file_zhost_plugin_proto_depIdxs = []int32{
 	21, // 35: zhost.plugin.v1.Backend.LoadBefore:input_type -> zhost.plugin.v1.LoadBeforeRequest
 	23, // 36: zhost.plugin.v1.Backend.NewOids:input_type -> zhost.plugin.v1.NewOidsRequest
 	18, // 37: zhost.plugin.v1.Backend.LastTid:input_type -> zhost.plugin.v1.HandleRequest
-	27, // 38: zhost.plugin.v1.Backend.Begin:input_type -> zhost.plugin.v1.BeginRequest
-	29, // 39: zhost.plugin.v1.Backend.Store:input_type -> zhost.plugin.v1.StoreRequest
-	29, // 40: zhost.plugin.v1.Backend.Vote:input_type -> zhost.plugin.v1.StoreRequest
-	31, // 41: zhost.plugin.v1.Backend.Finish:input_type -> zhost.plugin.v1.TxnRequest
-	31, // 42: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
-	32, // 43: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
-	35, // 44: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
-	38, // 45: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
-	40, // 46: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
-	42, // 47: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
-	44, // 48: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
+	28, // 38: zhost.plugin.v1.Backend.Begin:input_type -> zhost.plugin.v1.BeginRequest
+	30, // 39: zhost.plugin.v1.Backend.Store:input_type -> zhost.plugin.v1.StoreRequest
+	30, // 40: zhost.plugin.v1.Backend.Vote:input_type -> zhost.plugin.v1.StoreRequest
+	32, // 41: zhost.plugin.v1.Backend.Finish:input_type -> zhost.plugin.v1.TxnRequest
+	32, // 42: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
+	33, // 43: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
+	36, // 44: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
+	39, // 45: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
+	41, // 46: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
+	43, // 47: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
+	45, // 48: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
 	4,  // 49: zhost.plugin.v1.Plugin.Describe:output_type -> zhost.plugin.v1.Description
 	2,  // 50: zhost.plugin.v1.Plugin.Configure:output_type -> zhost.plugin.v1.ConfigureResponse
 	16, // 51: zhost.plugin.v1.Backend.Open:output_type -> zhost.plugin.v1.OpenResponse
@@ -3055,17 +3117,17 @@ var file_zhost_plugin_proto_depIdxs = []int32{
 	22, // 54: zhost.plugin.v1.Backend.LoadBefore:output_type -> zhost.plugin.v1.LoadBeforeResponse
 	24, // 55: zhost.plugin.v1.Backend.NewOids:output_type -> zhost.plugin.v1.OidList
 	25, // 56: zhost.plugin.v1.Backend.LastTid:output_type -> zhost.plugin.v1.TidValue
-	28, // 57: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
-	30, // 58: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.StoreResponse
-	30, // 59: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.StoreResponse
-	25, // 60: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.TidValue
+	29, // 57: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
+	31, // 58: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.StoreResponse
+	31, // 59: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.StoreResponse
+	26, // 60: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.FinishResponse
 	14, // 61: zhost.plugin.v1.Backend.Abort:output_type -> zhost.plugin.v1.Empty
-	34, // 62: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
-	37, // 63: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
-	39, // 64: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
-	41, // 65: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
-	43, // 66: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
-	45, // 67: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
+	35, // 62: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
+	38, // 63: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
+	40, // 64: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
+	42, // 65: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
+	44, // 66: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
+	46, // 67: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
 	49, // [49:68] is the sub-list for method output_type
 	30, // [30:49] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
@@ -3092,7 +3154,7 @@ func file_zhost_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zhost_plugin_proto_rawDesc), len(file_zhost_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

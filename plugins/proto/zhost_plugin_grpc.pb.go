@@ -226,7 +226,7 @@ type BackendClient interface {
 	// Vote first stores the records it carries (the tail of the batch),
 	// then votes.
 	Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error)
-	Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TidValue, error)
+	Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*FinishResponse, error)
 	Abort(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*Empty, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	// Iterate streams one message per transaction, oldest first.
@@ -335,9 +335,9 @@ func (c *backendClient) Vote(ctx context.Context, in *StoreRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *backendClient) Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TidValue, error) {
+func (c *backendClient) Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*FinishResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(TidValue)
+	out := new(FinishResponse)
 	err := c.cc.Invoke(ctx, Backend_Finish_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -444,7 +444,7 @@ type BackendServer interface {
 	// Vote first stores the records it carries (the tail of the batch),
 	// then votes.
 	Vote(context.Context, *StoreRequest) (*StoreResponse, error)
-	Finish(context.Context, *TxnRequest) (*TidValue, error)
+	Finish(context.Context, *TxnRequest) (*FinishResponse, error)
 	Abort(context.Context, *TxnRequest) (*Empty, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	// Iterate streams one message per transaction, oldest first.
@@ -490,7 +490,7 @@ func (UnimplementedBackendServer) Store(context.Context, *StoreRequest) (*StoreR
 func (UnimplementedBackendServer) Vote(context.Context, *StoreRequest) (*StoreResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Vote not implemented")
 }
-func (UnimplementedBackendServer) Finish(context.Context, *TxnRequest) (*TidValue, error) {
+func (UnimplementedBackendServer) Finish(context.Context, *TxnRequest) (*FinishResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Finish not implemented")
 }
 func (UnimplementedBackendServer) Abort(context.Context, *TxnRequest) (*Empty, error) {

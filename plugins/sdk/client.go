@@ -394,6 +394,8 @@ type remoteTxn struct {
 	broken   error // a batch that began the transaction failed
 	buf      []*pb.Record
 	bufBytes int
+	// collected is what the plugin's Finish reported it removed.
+	collected []storage.Oid
 }
 
 func (t *remoteTxn) closedErr(op string) error {
@@ -536,7 +538,19 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 		return 0, t.s.wrap(ctx, "finish", err)
 	}
 	t.done = true
+	if c := r.GetCollected(); len(c) > 0 {
+		t.collected = oidsFromPB(c)
+	}
 	return storage.Tid(r.GetTid()), nil
+}
+
+// Collected returns the oids the plugin's backend removed in the finished
+// commit (storage.CollectingTxn): nil before a successful Finish, and
+// always nil for a backend that collects nothing at commit.
+func (t *remoteTxn) Collected() []storage.Oid {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.collected)
 }
 
 func (t *remoteTxn) Abort(ctx context.Context) error {
@@ -566,6 +580,7 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 }
 
 var (
-	_ storage.Storage = (*RemoteStorage)(nil)
-	_ storage.Txn     = (*remoteTxn)(nil)
+	_ storage.Storage       = (*RemoteStorage)(nil)
+	_ storage.Txn           = (*remoteTxn)(nil)
+	_ storage.CollectingTxn = (*remoteTxn)(nil)
 )

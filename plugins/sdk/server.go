@@ -349,7 +349,7 @@ func (s *Server) Vote(ctx context.Context, req *pb.StoreRequest) (*pb.StoreRespo
 	return s.storeAndMaybeVote(ctx, req, true)
 }
 
-func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.TidValue, error) {
+func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.FinishResponse, error) {
 	txn, err := s.txn(req.GetTxn())
 	if err != nil {
 		return nil, err
@@ -359,7 +359,11 @@ func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.TidValue, 
 		return nil, toStatus(err)
 	}
 	s.dropTxn(req.GetTxn())
-	return &pb.TidValue{Tid: uint64(tid)}, nil
+	resp := &pb.FinishResponse{Tid: uint64(tid)}
+	if ct, ok := txn.(storage.CollectingTxn); ok {
+		resp.Collected = oidsToPB(ct.Collected())
+	}
+	return resp, nil
 }
 
 func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, error) {
