@@ -166,8 +166,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if startErr == nil {
 		startErr = s.waitStopOrAllFailed(ctx)
 	}
-	// Stop watchers from restarting, then stop children in reverse order.
+	// Stop watchers from restarting, and wait until they have: a
+	// watcher may be restarting a node that crashed just now, and the
+	// process it starts must be the one stopped below, not left behind.
+	// Then stop children in reverse order.
 	cancel()
+	wg.Wait()
 	for i := len(s.states) - 1; i >= 0; i-- {
 		s.stop(s.states[i])
 	}

@@ -31,6 +31,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	case "supervisor":
 		runTestSupervisor()
+	case "crash-once":
+		// First run: crash at once. Later runs: a sleeper.
+		marker := filepath.Join(os.Getenv("ZHOST_TEST_DIR"), "crashed")
+		if _, err := os.Stat(marker); err != nil {
+			_ = os.WriteFile(marker, nil, 0o644)
+			os.Exit(1)
+		}
+		runSleeper()
 	}
 	os.Exit(0)
 }
@@ -266,5 +274,58 @@ func TestPIDFile(t *testing.T) {
 	RemovePIDFile(p)
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Fatalf("pid file not removed: %v", err)
+	}
+}
+
+// TestSupervisorStopRacingRestartLeavesNoChild: a node that crashed just
+// before shutdown may be restarted by its watcher while Run is stopping
+// the nodes; Run must still stop that new process before it returns.
+// The race window is small, so the test runs the scenario repeatedly.
+func TestSupervisorStopRacingRestartLeavesNoChild(t *testing.T) {
+	exe, _ := os.Executable()
+	iterations := 40
+	if testing.Short() {
+		iterations = 8
+	}
+	for i := 0; i < iterations; i++ {
+		dir := t.TempDir()
+		s := NewSupervisor(SupervisorOptions{
+			Exe:         exe,
+			Children:    []Child{{Name: "n", Env: []string{"ZHOST_TEST_CHILD=crash-once", "ZHOST_TEST_NAME=n", "ZHOST_TEST_DIR=" + dir}}},
+			MinBackoff:  time.Millisecond,
+			StopTimeout: 5 * time.Second,
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		// Cancel around the moment the watcher restarts the node.
+		waitFor(t, 10*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(dir, "crashed"))
+			return err == nil
+		})
+		time.Sleep(time.Duration(i%20) * 250 * time.Microsecond)
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Run did not return")
+		}
+		// A node restarted at the last moment may take a while to
+		// write its pid.
+		var b []byte
+		var err error
+		for wait := time.Now().Add(150 * time.Millisecond); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			if b, err = os.ReadFile(filepath.Join(dir, "n.pid")); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			continue // never restarted
+		}
+		pid, _ := strconv.Atoi(string(b))
+		if pid > 0 && processAlive(pid) && !isZombie(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("iteration %d: restarted node %d still running after Run returned", i, pid)
+		}
 	}
 }

@@ -392,6 +392,14 @@ func deleteAt(ctx context.Context, tx *db.Tx, path, ifMatch string) (putResult, 
 	if err := checkPreconditions(path, ifMatch, false, res.before); err != nil {
 		return res, err
 	}
+	if ifMatch != "" {
+		// Removing the name changes the parent only: without this a
+		// concurrent change to the object itself would not conflict,
+		// and the delete would drop an acknowledged write.
+		if err := tx.RequireCurrent(t.obj); err != nil {
+			return res, err
+		}
+	}
 	res.changed = true
 	return res, t.parent.Delete(ctx, t.name)
 }

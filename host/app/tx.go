@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/zhostdb/zhost/host/db"
@@ -124,7 +125,10 @@ func (a *App) serveTx(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return &opError{index: i, op: op, err: err}
 			}
-			main = main || inMainPart
+			// Only a write in the main partition makes the commit's
+			// tid a main tid (Commit returns another partition's tid
+			// when main wrote nothing).
+			main = main || inMainPart && st.changed
 			states = append(states, st)
 		}
 		return nil
@@ -195,8 +199,18 @@ func applyOp(ctx context.Context, tx *db.Tx, op TxOp) (opState, bool, error) {
 		if err := checkPreconditions(op.Path, op.IfMatch, false, st.before); err != nil {
 			return st, t.main, err
 		}
+		if op.IfMatch != "" {
+			// Counters merge concurrent increments; a compare-and-set
+			// must conflict instead.
+			if err := tx.RequireCurrent(c); err != nil {
+				return st, t.main, err
+			}
+		}
+		if cur := c.Value(); by > 0 && cur > math.MaxInt64-by || by < 0 && cur < math.MinInt64-by {
+			return st, t.main, &badRequestError{msg: fmt.Sprintf("incr %s by %d: the counter (%d) would overflow", op.Path, by, cur)}
+		}
 		v := c.Add(by)
-		st.value, st.changed = &v, by != 0
+		st.value, st.changed = &v, by != 0 || op.IfMatch != "" // RequireCurrent wrote it
 		return st, t.main, nil
 	}
 	return st, false, fmt.Errorf("unknown op %q", op.Op)

@@ -424,7 +424,9 @@ func (bl *Balancer) readBody(r *http.Request) ([]byte, bool, error) {
 // retryable reports whether a failed attempt may be tried on another
 // backend: always when the request never reached the node (dial error),
 // and for idempotent methods with a replayable body when the node failed
-// before answering.
+// before answering. An Idempotency-Key header does not make a POST
+// retryable: no zhost node deduplicates by it, so a node that committed
+// and then died before answering would see the effect applied twice.
 func retryable(r *http.Request, err error, replayable bool) bool {
 	if !replayable {
 		return false
@@ -437,7 +439,7 @@ func retryable(r *http.Request, err error, replayable bool) bool {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+	return false
 }
 
 // forwardHeaders computes the Forwarded and X-Forwarded-* values for r:

@@ -359,11 +359,15 @@ func TestRetryIdempotentWhenNodeDiesMidway(t *testing.T) {
 		method string
 		body   string
 		want   int
+		hdr    map[string]string
 	}{
-		{"GET", "", 200},
-		{"PUT", `{"title":"retried"}`, 200},
-		{"DELETE", "", 200},
-		{"POST", `{"op":"not idempotent"}`, 502},
+		{"GET", "", 200, nil},
+		{"PUT", `{"title":"retried"}`, 200, nil},
+		{"DELETE", "", 200, nil},
+		{"POST", `{"op":"not idempotent"}`, 502, nil},
+		// No node deduplicates by Idempotency-Key: a node that acted and
+		// died must not see the POST applied again elsewhere.
+		{"POST", `{"op":"incr"}`, 502, map[string]string{"Idempotency-Key": "k1"}},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
 			a.hits.Store(0)
@@ -379,7 +383,7 @@ func TestRetryIdempotentWhenNodeDiesMidway(t *testing.T) {
 			if tc.body != "" {
 				body = strings.NewReader(tc.body)
 			}
-			st, be, _ := do(t, cl, tc.method, url+"/doc", body, nil)
+			st, be, _ := do(t, cl, tc.method, url+"/doc", body, tc.hdr)
 			if st != tc.want {
 				t.Fatalf("status %d, want %d", st, tc.want)
 			}

@@ -35,8 +35,9 @@
 //     the response headers) takes the backend down at once.
 //   - Retries: a request that never reached its node (dial error) is tried
 //     on another node whatever its method; a GET, HEAD, OPTIONS, TRACE, PUT
-//     or DELETE (or any request with an Idempotency-Key header) whose node
-//     failed before answering is tried on another node too. Each backend is
+//     or DELETE whose node failed before answering is tried on another
+//     node too (a POST never is, Idempotency-Key or not: no node
+//     deduplicates by that key, so a POST /_tx "incr" would count twice). Each backend is
 //     tried at most once per request. To make retries possible, request
 //     bodies up to MaxRetryBody (64 KiB) are buffered before a node is
 //     chosen; larger bodies stream and are never retried. Once a node has

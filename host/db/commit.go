@@ -44,9 +44,10 @@ type partCommit struct {
 // when nothing changed. The Tx is finished afterwards, whatever the
 // outcome.
 //
-// Finish failing on a later partition after an earlier one finished (a
-// disk failure after a successful vote) leaves the earlier commit in
-// place; the error says so.
+// Once every partition voted, Finish runs on all of them even if ctx
+// ends meanwhile. Finish failing on a later partition after an earlier
+// one finished (a disk failure after a successful vote) leaves the
+// earlier commit in place; the error says so.
 func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 	if tx.done {
 		return storage.ZeroTid, ErrTxDone
@@ -62,7 +63,7 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 		if err != nil {
 			return storage.ZeroTid, fmt.Errorf("commit %s: %w", e.path, err)
 		}
-		if !e.created && !e.replaced && bytes.Equal(data, e.baseData) {
+		if !e.created && !e.replaced && !e.current && bytes.Equal(data, e.baseData) {
 			continue
 		}
 		pc := byPart[e.part]
@@ -108,10 +109,15 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 			return storage.ZeroTid, err
 		}
 	}
+	// Every partition voted: the commit is decided. Finishing must not
+	// depend on the caller's context any more (a client hanging up
+	// between two partitions' Finish would leave the first committed
+	// and the second not).
+	fctx := context.WithoutCancel(ctx)
 	var tid storage.Tid
 	var finished []string
 	for _, pc := range parts {
-		t, err := pc.txn.Finish(ctx)
+		t, err := pc.txn.Finish(fctx)
 		if err != nil {
 			pc.txn = nil
 			abortAll()
@@ -171,6 +177,11 @@ func (tx *Tx) vote(ctx context.Context, pc *partCommit) error {
 			if w == nil {
 				return fmt.Errorf("commit in partition %q: conflict on oid %s not stored: %w", p.name, c.Oid, err)
 			}
+			if w.e.replaced {
+				// Put replaced the object: the new state is not a change
+				// relative to the old one, so it is never merged as one.
+				return fmt.Errorf("commit %s (oid %s in %q): replaced while changed concurrently: %w", w.e.path, w.e.oid, p.name, storage.ErrConflict)
+			}
 			if err := tx.merge(ctx, p, w); err != nil {
 				return err
 			}
@@ -181,6 +192,9 @@ func (tx *Tx) vote(ctx context.Context, pc *partCommit) error {
 // merge resolves one conflicting write against the committed state.
 func (tx *Tx) merge(ctx context.Context, p *partition, w *write) error {
 	e := w.e
+	if e.current {
+		return fmt.Errorf("commit %s (oid %s in %q): changed after this transaction read it: %w", e.path, e.oid, p.name, storage.ErrConflict)
+	}
 	m, ok := e.obj.(Merger)
 	if !ok {
 		return fmt.Errorf("commit %s (a %s, oid %s in %q): changed concurrently: %w", e.path, e.obj.TypeName(), e.oid, p.name, storage.ErrConflict)

@@ -44,7 +44,15 @@ func (c *Counter) Merge(old, committed Object) (Object, error) {
 	if o, ok := old.(*Counter); ok {
 		base = o.n
 	}
-	return &Counter{n: cc.n + (c.n - base)}, nil
+	delta := c.n - base
+	if (c.n >= base) != (delta >= 0) {
+		return nil, MergeConflict("counter change %d - %d overflows", c.n, base)
+	}
+	n := cc.n + delta
+	if (delta >= 0) != (n >= cc.n) {
+		return nil, MergeConflict("counter %d + %d overflows", cc.n, delta)
+	}
+	return &Counter{n: n}, nil
 }
 
 var (

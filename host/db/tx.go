@@ -40,6 +40,10 @@ type entry struct {
 	obj      Object      // the transaction's private state
 	created  bool
 	replaced bool // Put replaced the object: write even if bytes match
+	// current: RequireCurrent was called; the commit writes the object
+	// even if unchanged and never merges it, so a concurrent change to
+	// it makes the commit conflict.
+	current bool
 }
 
 // Snapshot returns the tid the transaction reads the main partition at:
@@ -389,6 +393,24 @@ func (tx *Tx) writable() error {
 	if tx.readOnly {
 		return ErrReadOnlyTx
 	}
+	return nil
+}
+
+// RequireCurrent makes the commit fail with a conflict (matching
+// storage.ErrConflict, so Update runs fn again) if obj, an object this
+// transaction loaded, was changed by another transaction after this one
+// loaded it, even if this transaction leaves obj unchanged and even if
+// obj's type could merge the change (ZODB's readCurrent). Use it for
+// compare-and-set: a precondition checked against obj's serial stays true
+// up to the commit. It costs one extra record write of obj.
+func (tx *Tx) RequireCurrent(obj Object) error {
+	if err := tx.writable(); err != nil {
+		return err
+	}
+	if isNil(obj) || obj.persistent().e == nil || obj.persistent().e.tx != tx {
+		return fmt.Errorf("require current: object not loaded by this transaction: %w", storage.ErrInvalid)
+	}
+	obj.persistent().e.current = true
 	return nil
 }
 

@@ -551,9 +551,12 @@ func (h *Handle) finish(ctx context.Context) error {
 	l := h.m.saveLock(lockKey)
 	l.Lock()
 	defer l.Unlock()
-	events, ver, err := h.apply(ctx, h.tx, now, touch)
+	events, ver, written, err := h.apply(ctx, h.tx, now, touch)
 	if err == nil {
 		_, err = h.tx.Commit(ctx)
+		if err == nil && written != nil && written.merged > ver {
+			ver = written.merged // the commit merged: tell the browser the stored version
+		}
 	} else {
 		h.tx.Abort()
 	}
@@ -565,9 +568,12 @@ func (h *Handle) finish(ctx context.Context) error {
 		h.m.log.Debug("session commit conflicted; redoing it", "error", err)
 		_, err = h.m.db.Update(ctx, func(tx *db.Tx) error {
 			var aerr error
-			events, ver, aerr = h.apply(ctx, tx, now, touch)
+			events, ver, written, aerr = h.apply(ctx, tx, now, touch)
 			return aerr
 		})
+		if err == nil && written != nil && written.merged > ver {
+			ver = written.merged
+		}
 	}
 	if err != nil {
 		h.m.failed.Add(1)
@@ -589,10 +595,11 @@ func (h *Handle) finish(ctx context.Context) error {
 }
 
 // apply writes the request's session changes into tx and returns the
-// events they cause and the version of the session's data it wrote (0
-// when it wrote none). It reads the stored state afresh from tx, so it
+// events they cause, the version of the session's data it wrote (0 when
+// it wrote none) and the record it changed (nil for none; a merge at
+// commit sets its merged version). It reads the stored state afresh from tx, so it
 // can run again in a new transaction after a conflict.
-func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool) ([]Event, uint64, error) {
+func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool) ([]Event, uint64, *Record, error) {
 	var events []Event
 	var count *Count
 	counter := func() (*Count, error) {
@@ -605,7 +612,7 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 	}
 	items, err := tx.Folder(ctx, h.m.itemsPath)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	var copied map[string][]byte
 	copiedCreated, copiedVersion := int64(0), uint64(0)
@@ -619,19 +626,19 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 			events = append(events, old.event(EventDelete, h.deleteReason, h.deleteID, now))
 			c, err := counter()
 			if err != nil {
-				return nil, 0, err
+				return nil, 0, nil, err
 			}
 			if err := unlink(ctx, items, c, h.deleteKey, old); err != nil {
-				return nil, 0, err
+				return nil, 0, nil, err
 			}
 		case errors.Is(err, storage.ErrNotFound):
 			// Removed meanwhile (swept, invalidated by another request).
 		default:
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 	}
 	if h.id == "" {
-		return events, 0, nil
+		return events, 0, nil, nil
 	}
 	if h.create {
 		if h.copyFrom != "" && copied == nil {
@@ -647,16 +654,16 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 		}
 		h.applyDiff(rec)
 		if err := items.Create(ctx, Key(h.id), rec); err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		c, err := counter()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		lim := int64(h.m.o.Limit)
 		if lim > 0 && c.N >= lim {
 			h.m.refused.Add(1)
-			return nil, 0, fmt.Errorf("store new session: %d of %d sessions: %w", c.N, lim, ErrFull)
+			return nil, 0, nil, fmt.Errorf("store new session: %d of %d sessions: %w", c.N, lim, ErrFull)
 		}
 		c.N++
 		c.Limit = lim
@@ -664,15 +671,15 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 		if h.copyFrom != "" {
 			reason = ReasonRenewed
 		}
-		return append(events, rec.event(EventAdd, reason, h.id, now)), rec.Version, nil
+		return append(events, rec.event(EventAdd, reason, h.id, now)), rec.Version, nil, nil
 	}
 	rec, err := db.GetAs[*Record](ctx, tx, h.m.recordPath(Key(h.id)))
 	if errors.Is(err, storage.ErrNotFound) {
 		h.m.log.Debug("session removed while the request ran; its changes are dropped", "key", Key(h.id))
-		return events, 0, nil
+		return events, 0, nil, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	var ver uint64
 	if len(h.sets) > 0 || len(h.dels) > 0 {
@@ -683,7 +690,7 @@ func (h *Handle) apply(ctx context.Context, tx *db.Tx, now time.Time, touch bool
 	if touch {
 		rec.LastAccess = max(rec.LastAccess, now.UnixNano())
 	}
-	return events, ver, nil
+	return events, ver, rec, nil
 }
 
 // applyDiff writes the request's sets and deletes into rec.

@@ -44,6 +44,11 @@ type Record struct {
 	// carry the version they last wrote in a cookie, so a node whose
 	// view is older waits for it (read-your-writes across nodes).
 	Version uint64 `cbor:"5,keyasint,omitempty"`
+
+	// merged is the Version of the state Merge last produced from this
+	// one (0: none), so the request that wrote it can send the browser
+	// the version actually stored. Not encoded.
+	merged uint64
 }
 
 // TypeName implements db.Object.
@@ -106,6 +111,14 @@ func (r *Record) Merge(old, committed db.Object) (db.Object, error) {
 	}
 	out.LastAccess = max(r.LastAccess, theirs.LastAccess)
 	out.Version = max(r.Version, theirs.Version)
+	if r.Version > base.Version && out.Version <= theirs.Version {
+		// This transaction changed the data: the merged state differs
+		// from every committed one, so it needs a version of its own.
+		// Versions then grow with every data change in commit order,
+		// and a node that sees version v has seen every write up to it.
+		out.Version = theirs.Version + 1
+	}
+	r.merged = out.Version
 	return out, nil
 }
 
