@@ -279,15 +279,17 @@ func TestClusterNodeDiesMidTraffic(t *testing.T) {
 				req, _ := http.NewRequest("GET", c.frontURL+"/obj", nil)
 				r, err := cl.Do(req)
 				if err != nil {
-					failed.Add(1)
+					if failed.Add(1) <= 5 {
+						t.Logf("GET while a node died: %v", err)
+					}
 					continue
 				}
 				_, _ = io.Copy(io.Discard, r.Body)
 				r.Body.Close()
 				if r.StatusCode == 200 {
 					ok.Add(1)
-				} else {
-					failed.Add(1)
+				} else if failed.Add(1) <= 5 {
+					t.Logf("GET while a node died: status %d from %s", r.StatusCode, r.Header.Get("X-Zhost-Node"))
 				}
 			}
 		}()
