@@ -460,12 +460,11 @@ func (w *benchState) commit(ctx context.Context, oids []storage.Oid) (storage.Ti
 			return 0, err
 		}
 	}
-	if err := txn.Vote(ctx); err != nil {
-		txn.Abort(ctx)
-		return 0, err
-	}
-	tid, err := txn.Finish(ctx)
+	// One partition, one resource manager: one-phase commit, as
+	// host/db commits such a transaction.
+	tid, err := storage.CommitOnePhase(ctx, txn)
 	if err != nil {
+		txn.Abort(ctx)
 		return 0, err
 	}
 	for _, o := range oids {

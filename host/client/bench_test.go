@@ -217,3 +217,41 @@ func BenchmarkAdd(b *testing.B) {
 	b.ReportMetric(1000/per.Seconds(), "objects/s")
 	b.ReportMetric(float64(per)/float64(perDirect), "x-direct")
 }
+
+// BenchmarkCommitOnePhase: the same one-object transactions as
+// BenchmarkCommit, committed with storage.CommitOnePhase (one Commit
+// request instead of Vote and Finish).
+func BenchmarkCommitOnePhase(b *testing.B) {
+	_, c, oids := benchSetup(b, 1, nil)
+	ctx := context.Background()
+	do := func(s storage.Storage, serial storage.Tid) storage.Tid {
+		txn, err := s.Begin(ctx, storage.TxMeta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		txn.Store(ctx, storage.Record{Oid: oids[0], Serial: serial, Data: make([]byte, 182)})
+		tid, err := storage.CommitOnePhase(ctx, txn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return tid
+	}
+	direct := memstorage.New(memstorage.Options{})
+	defer direct.Close()
+	var ds storage.Tid
+	perDirect := timeDirect(2000, func(int) { ds = do(direct, ds) })
+	serial, _ := c.LastTid(ctx)
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		serial = do(c, serial)
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(percentile(lat, 0.99).Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(float64(percentile(lat, 0.5))/float64(perDirect), "x-direct")
+}

@@ -12,7 +12,8 @@ import (
 )
 
 // txn buffers its stores and sends the whole transaction with Vote, so a
-// commit costs two round trips (Vote, Finish) whatever its size.
+// commit costs two round trips (Vote, Finish) whatever its size, or one
+// (Commit) when it is the only resource manager.
 type txn struct {
 	c       *Client
 	id      uint32
@@ -172,6 +173,65 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	return 0, fmt.Errorf("finish: server answered %s: %w", m.Kind(), wire.ErrProtocol)
 }
 
+// Commit sends the transaction as one Commit request: the server
+// stores, votes and finishes it in one step (one round trip instead of
+// Vote's and Finish's). The cache and LastTid reflect it before Commit
+// returns, exactly as after Finish. A conflict is a *storage.ConflictError
+// naming every conflicting oid, and the transaction is over. A lost
+// connection or an ended ctx leaves the outcome unknown (the error says
+// so): the server finishes a commit it started whatever the client does.
+func (t *txn) Commit(ctx context.Context) (storage.Tid, error) {
+	if t.state != phaseOpen {
+		return 0, fmt.Errorf("commit: transaction %s: %w", t.stateText(), storage.ErrClosed)
+	}
+	t.state = phaseDone
+	c := t.c
+	if c.closed.Load() {
+		return 0, fmt.Errorf("commit: %w", storage.ErrClosed)
+	}
+	l, h, err := c.current(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	var wait uint32
+	if dl, ok := ctx.Deadline(); ok {
+		ms := time.Until(dl).Milliseconds()
+		if ms < 1 {
+			ms = 1
+		}
+		wait = uint32(min(ms, 1<<31))
+	}
+	records := t.records
+	m, err := l.call(ctx, &wire.Commit{Handle: h, Txn: t.id, LockWaitMillis: wait, Meta: t.meta, Records: records}, func(m wire.Message, err error) {
+		if err != nil {
+			return
+		}
+		switch r := m.(type) {
+		case *wire.TidReply:
+			c.applyCommit(r.Tid, records, nil)
+		case *wire.Committed:
+			c.applyCommit(r.Tid, records, r.Collected)
+		}
+	})
+	t.arena = nil
+	if err != nil {
+		if errors.Is(err, ErrDisconnected) {
+			return 0, fmt.Errorf("commit: connection lost, the transaction's outcome is unknown: %w", err)
+		}
+		if ctx.Err() != nil && !storage.IsVoteFailure(err) {
+			return 0, fmt.Errorf("commit: gave up waiting, the transaction's outcome is unknown: %w", err)
+		}
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	switch r := m.(type) {
+	case *wire.TidReply:
+		return r.Tid, nil
+	case *wire.Committed:
+		return r.Tid, nil
+	}
+	return 0, fmt.Errorf("commit: server answered %s: %w", m.Kind(), wire.ErrProtocol)
+}
+
 func (t *txn) abortRemote(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, t.c.conn.opts.WaitTimeout)
 	defer cancel()
@@ -196,4 +256,4 @@ func (t *txn) Abort(ctx context.Context) error {
 	return nil
 }
 
-var _ storage.Txn = (*txn)(nil)
+var _ storage.OnePhaseTxn = (*txn)(nil)

@@ -29,6 +29,11 @@ type partCommit struct {
 	p      *partition
 	writes []*write
 	txn    storage.Txn
+	// onePhase: the partition is the commit's only one, so it votes and
+	// finishes in one step (storage.CommitOnePhase); tid is then set by
+	// vote.
+	onePhase bool
+	tid      storage.Tid
 }
 
 // Commit writes the transaction's changes: every created object, every
@@ -36,7 +41,8 @@ type partCommit struct {
 // Changes to several partitions (main tree and mounts) commit atomically
 // with two-phase commit: all partitions vote (in a fixed order, so
 // concurrent commits cannot deadlock), then all finish; if any vote fails
-// every partition aborts. A conflicting object whose type implements
+// every partition aborts. Changes to one partition only (the common case)
+// commit in one phase (storage.CommitOnePhase). A conflicting object whose type implements
 // Merger is merged with the committed state and stored again; otherwise
 // Commit returns an error matching storage.ErrConflict (Update retries
 // it). It returns the tid of the main partition's commit (or, when only
@@ -103,6 +109,18 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 			}
 		}
 	}
+	if len(parts) == 1 {
+		// One resource manager: no two phases needed. One Commit request
+		// votes and finishes (one round trip and one plugin call instead
+		// of two each).
+		pc := parts[0]
+		pc.onePhase = true
+		if err := tx.vote(ctx, pc); err != nil {
+			return storage.ZeroTid, err
+		}
+		tx.db.commits.Add(1)
+		return pc.tid, nil
+	}
 	for _, pc := range parts {
 		if err := tx.vote(ctx, pc); err != nil {
 			abortAll()
@@ -139,7 +157,8 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 
 // vote stores one partition's writes and votes, merging conflicts and
 // voting again up to maxMergeRounds times. On success pc.txn holds the
-// voted transaction.
+// voted transaction, or, when pc.onePhase, the transaction is committed
+// and pc.tid is its tid.
 func (tx *Tx) vote(ctx context.Context, pc *partCommit) error {
 	p := pc.p
 	byOid := make(map[storage.Oid]*write, len(pc.writes))
@@ -158,12 +177,25 @@ func (tx *Tx) vote(ctx context.Context, pc *partCommit) error {
 				return fmt.Errorf("commit: store %s (oid %s in %q): %w", w.e.path, w.e.oid, p.name, err)
 			}
 		}
-		err = txn.Vote(ctx)
-		if err == nil {
-			pc.txn = txn
-			return nil
+		if pc.onePhase {
+			var tid storage.Tid
+			tid, err = storage.CommitOnePhase(ctx, txn)
+			if err == nil {
+				pc.tid = tid
+				return nil
+			}
+			_ = txn.Abort(context.WithoutCancel(ctx))
+			if !storage.IsVoteFailure(err) {
+				return fmt.Errorf("commit in partition %q: %w", p.name, err)
+			}
+		} else {
+			err = txn.Vote(ctx)
+			if err == nil {
+				pc.txn = txn
+				return nil
+			}
+			_ = txn.Abort(context.WithoutCancel(ctx))
 		}
-		_ = txn.Abort(context.WithoutCancel(ctx))
 		var ce *storage.ConflictError
 		if !errors.As(err, &ce) {
 			return fmt.Errorf("commit: vote in partition %q: %w", p.name, err)

@@ -208,8 +208,11 @@ func TestInFlightBudgetBackpressure(t *testing.T) {
 	// frames in flight and one voted and held (a second one while the
 	// server aborts it), each with the backend's copy, and the test's
 	// own frame buffer: about 30 MiB, whatever the number of votes.
+	// The accounting check above is exact; this one is a sanity bound on
+	// what the process really holds, with room for the garbage collector's
+	// timing on a loaded machine (50 MiB seen once under parallel builds).
 	growth := int64(peakHeap) - int64(base)
-	if limit := int64(12 * maxMsg); growth > limit {
+	if limit := int64(16 * maxMsg); growth > limit {
 		t.Fatalf("live heap grew by %d MiB while %d MiB of votes were pipelined; want at most %d MiB",
 			growth>>20, votes*maxMsg>>20, limit>>20)
 	}

@@ -32,6 +32,10 @@ type partition struct {
 	// held from its Vote to its Finish, still orders them); tickets keep
 	// publication in tid order.
 	commit *storage.CommitLock
+	// lockWaiters counts Vote and Commit requests waiting for commit. A
+	// Commit that finds others waiting when it gets the lock runs the
+	// backend in two phases, so the next vote overlaps its fsync.
+	lockWaiters atomic.Int32
 
 	// Publication tickets: taken under the commit lock (so in tid
 	// order), published in ticket order.

@@ -577,6 +577,8 @@ func (s *session) handle(f wire.Frame) {
 		s.vote(f.ID, m)
 	case *wire.Finish:
 		s.finish(f.ID, m)
+	case *wire.Commit:
+		s.commitOnePhase(f.ID, m)
 	case *wire.Abort:
 		key := txnKey(m.Handle, m.Txn)
 		s.mu.Lock()
@@ -832,7 +834,9 @@ func (s *session) vote(id uint32, m *wire.Vote) {
 		s.fail(id, err)
 		return
 	}
+	p.lockWaiters.Add(1)
 	err = p.commit.Lock(lctx)
+	p.lockWaiters.Add(-1)
 	cancel()
 	if err != nil {
 		txn.Abort(context.Background())
@@ -945,6 +949,97 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 		reply = &wire.Committed{Tid: tid, Collected: collected}
 	}
 	p.publish(tid, oids, ot.records, collected, s, m.Handle, id, reply)
+}
+
+// commitOnePhase handles Commit: Vote then Finish as one step. It takes
+// the partition's commit path exactly as Vote then Finish do (commit
+// lock, publication ticket, invalidation log, caches, pushes), with one
+// backend call (storage.CommitOnePhase). The transaction is never
+// registered in s.txns: there is no gap between vote and finish for an
+// Abort or the transaction timeout to act in.
+func (s *session) commitOnePhase(id uint32, m *wire.Commit) {
+	p, err := s.partitionFor(m.Handle)
+	if err != nil {
+		s.fail(id, err)
+		return
+	}
+	if p.readOnly {
+		s.fail(id, fmt.Errorf("commit to partition %q: %w", p.name, storage.ErrReadOnly))
+		return
+	}
+	if s.shutting() {
+		s.fail(id, wire.ErrShutdown)
+		return
+	}
+	lctx, cancel := context.WithTimeout(s.ctx, s.lockWait(m.LockWaitMillis))
+	txn, err := s.prepareBackend(p, (*wire.Vote)(m))
+	if err != nil {
+		cancel()
+		s.fail(id, err)
+		return
+	}
+	p.lockWaiters.Add(1)
+	err = p.commit.Lock(lctx)
+	p.lockWaiters.Add(-1)
+	cancel()
+	if err != nil {
+		txn.Abort(context.Background())
+		s.fail(id, fmt.Errorf("partition %q: %w", p.name, err))
+		return
+	}
+	// Once the backend call started it is not cut short by a disconnect
+	// (the backend may commit whatever the call reports), as in Finish.
+	fctx := context.WithoutCancel(s.ctx)
+	var tid storage.Tid
+	var turn uint64
+	if p.lockWaiters.Load() > 0 {
+		// Others wait for the lock: vote and finish separately, releasing
+		// the lock before the backend's Finish exactly as Vote then Finish
+		// do, so the next transaction's vote overlaps this one's fsync.
+		if err := txn.Vote(s.ctx); err != nil {
+			txn.Abort(context.Background())
+			p.commit.Unlock()
+			s.fail(id, err)
+			return
+		}
+		turn = p.ticket()
+		p.commit.Unlock()
+		tid, err = txn.Finish(fctx)
+	} else {
+		// Nobody waits: one backend call (one plugin hop instead of two).
+		// The vote happens inside it, so the partition's lock is held
+		// through it (a later transaction must not vote first) and the
+		// ticket is taken under it.
+		turn = p.ticket()
+		tid, err = storage.CommitOnePhase(fctx, txn)
+		p.commit.Unlock()
+	}
+	p.waitTurn(turn)
+	defer p.endTurn()
+	if err != nil {
+		txn.Abort(context.Background())
+		if !storage.IsVoteFailure(err) {
+			s.logger.Error("commit failed", "partition", p.name, "error", err)
+			// The backend may have committed anyway: every client drops
+			// its cache, in turn so no later commit is published first.
+			p.resetAll("a transaction's commit failed; its outcome is unknown")
+		}
+		s.send(id, wire.ErrorFrom(err)) // queued: the turn is held
+		return
+	}
+	oids := make([]storage.Oid, len(m.Records))
+	for i, r := range m.Records {
+		oids[i] = r.Oid
+	}
+	var collected []storage.Oid
+	if ct, ok := txn.(storage.CollectingTxn); ok {
+		collected = ct.Collected()
+	}
+	var reply wire.Message = &wire.TidReply{Tid: tid}
+	if len(collected) > 0 {
+		reply = &wire.Committed{Tid: tid, Collected: collected}
+	}
+	p.publish(tid, oids, m.Records, collected, s, m.Handle, id, reply)
 }
 
 // abortTxn aborts a transaction the session holds. reason, if set, is

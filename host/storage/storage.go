@@ -269,6 +269,48 @@ type CollectingTxn interface {
 	Collected() []Oid
 }
 
+// OnePhaseTxn is an optional interface of a Txn that can vote and finish
+// in one step. It is for a transaction that is the only resource manager
+// of its commit (it touches one storage): a remote backend then saves a
+// round trip.
+//
+// Commit is Vote then Finish as one step, after the Stores. On a conflict
+// it returns a *ConflictError like Vote; on any error from the vote part
+// the transaction is over (aborted, the commit lock released). An error
+// that is not a vote failure (ErrConflict, ErrCommitLockTimeout,
+// ErrInvalid, ErrReadOnly) may come from the finish part, and the outcome
+// is then unknown, as for a failing Finish. After Commit every method
+// returns ErrClosed except Abort (a no-op, or a release of the lock if the
+// outcome is unknown), and Collected of a CollectingTxn works as after
+// Finish. Same concurrency contract as Txn.
+type OnePhaseTxn interface {
+	Txn
+	Commit(ctx context.Context) (Tid, error)
+}
+
+// CommitOnePhase votes and finishes txn as one step: with Commit when txn
+// is a OnePhaseTxn, else with Vote then Finish (aborting txn when the vote
+// fails). The error contract is OnePhaseTxn.Commit's: a vote failure
+// leaves nothing behind, any other error leaves the outcome unknown.
+func CommitOnePhase(ctx context.Context, txn Txn) (Tid, error) {
+	if o, ok := txn.(OnePhaseTxn); ok {
+		return o.Commit(ctx)
+	}
+	if err := txn.Vote(ctx); err != nil {
+		_ = txn.Abort(context.WithoutCancel(ctx))
+		return ZeroTid, err
+	}
+	return txn.Finish(context.WithoutCancel(ctx))
+}
+
+// IsVoteFailure reports whether err, returned by OnePhaseTxn.Commit or
+// CommitOnePhase, certainly left nothing committed: a conflict, a commit
+// lock timeout, or an invalid or read-only transaction.
+func IsVoteFailure(err error) bool {
+	return errors.Is(err, ErrConflict) || errors.Is(err, ErrCommitLockTimeout) ||
+		errors.Is(err, ErrInvalid) || errors.Is(err, ErrReadOnly)
+}
+
 // Historian gives access to the past. Backends without
 // Capabilities.History return ErrNotSupported from every method.
 type Historian interface {

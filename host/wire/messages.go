@@ -30,6 +30,7 @@ const (
 	KindPack       Kind = 15
 	KindPing       Kind = 16
 	KindClose      Kind = 17
+	KindCommit     Kind = 18
 )
 
 // Replies.
@@ -65,7 +66,7 @@ var kindNames = map[Kind]string{
 	KindHello: "Hello", KindOpen: "Open", KindLoad: "Load", KindLoadBefore: "LoadBefore",
 	KindLoadMany: "LoadMany", KindNewOids: "NewOids", KindLastTid: "LastTid", KindVote: "Vote",
 	KindFinish: "Finish", KindAbort: "Abort", KindHistory: "History", KindIterate: "Iterate",
-	KindUndoLog: "UndoLog", KindUndo: "Undo", KindPack: "Pack", KindPing: "Ping", KindClose: "Close",
+	KindUndoLog: "UndoLog", KindUndo: "Undo", KindPack: "Pack", KindPing: "Ping", KindClose: "Close", KindCommit: "Commit",
 	KindError: "Error", KindOK: "OK", KindWelcome: "Welcome", KindOpened: "Opened",
 	KindRecord: "Record", KindRecords: "Records", KindOids: "Oids", KindTid: "Tid",
 	KindRevisions: "Revisions", KindTxnPage: "TxnPage", KindTxInfos: "TxInfos", KindUndone: "Undone",
@@ -110,6 +111,8 @@ func New(k Kind) Message {
 		return &Vote{}
 	case KindFinish:
 		return &Finish{}
+	case KindCommit:
+		return &Commit{}
 	case KindAbort:
 		return &Abort{}
 	case KindHistory:
@@ -512,6 +515,18 @@ func (m *Vote) Decode(d *Decoder) {
 		m.Records = append(m.Records, d.Record())
 	}
 }
+
+// Commit carries a whole transaction that votes and finishes in one
+// step (one-phase commit, for a transaction touching one partition): the
+// fields are Vote's. The reply is Finish's (Tid, or Committed when the
+// commit collected objects), or Error: a vote failure (a conflict names
+// every conflicting oid) leaves nothing behind; any other error leaves the
+// outcome unknown and the server resets every client's cache.
+type Commit Vote
+
+func (*Commit) Kind() Kind          { return KindCommit }
+func (m *Commit) Encode(e *Encoder) { (*Vote)(m).Encode(e) }
+func (m *Commit) Decode(d *Decoder) { (*Vote)(m).Decode(d) }
 
 // Finish commits a voted transaction; the reply is Tid. The client
 // applies the reply as the invalidation of its own transaction: it comes

@@ -2969,7 +2969,7 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x06server\x18\x03 \x01(\tR\x06server2\xa8\x01\n" +
 	"\x06Plugin\x12J\n" +
 	"\bDescribe\x12 .zhost.plugin.v1.DescribeRequest\x1a\x1c.zhost.plugin.v1.Description\x12R\n" +
-	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\x80\t\n" +
+	"\tConfigure\x12!.zhost.plugin.v1.ConfigureRequest\x1a\".zhost.plugin.v1.ConfigureResponse2\xca\t\n" +
 	"\aBackend\x12C\n" +
 	"\x04Open\x12\x1c.zhost.plugin.v1.OpenRequest\x1a\x1d.zhost.plugin.v1.OpenResponse\x12?\n" +
 	"\x05Close\x12\x1e.zhost.plugin.v1.HandleRequest\x1a\x16.zhost.plugin.v1.Empty\x12=\n" +
@@ -2981,7 +2981,8 @@ const file_zhost_plugin_proto_rawDesc = "" +
 	"\x05Begin\x12\x1d.zhost.plugin.v1.BeginRequest\x1a\x1e.zhost.plugin.v1.BeginResponse\x12F\n" +
 	"\x05Store\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12E\n" +
 	"\x04Vote\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1e.zhost.plugin.v1.StoreResponse\x12F\n" +
-	"\x06Finish\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x1f.zhost.plugin.v1.FinishResponse\x12<\n" +
+	"\x06Finish\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x1f.zhost.plugin.v1.FinishResponse\x12H\n" +
+	"\x06Commit\x12\x1d.zhost.plugin.v1.StoreRequest\x1a\x1f.zhost.plugin.v1.FinishResponse\x12<\n" +
 	"\x05Abort\x12\x1b.zhost.plugin.v1.TxnRequest\x1a\x16.zhost.plugin.v1.Empty\x12L\n" +
 	"\aHistory\x12\x1f.zhost.plugin.v1.HistoryRequest\x1a .zhost.plugin.v1.HistoryResponse\x12H\n" +
 	"\aIterate\x12\x1f.zhost.plugin.v1.IterateRequest\x1a\x1a.zhost.plugin.v1.TxRecords0\x01\x12L\n" +
@@ -3102,34 +3103,36 @@ var file_zhost_plugin_proto_depIdxs = []int32{
 	30, // 39: zhost.plugin.v1.Backend.Store:input_type -> zhost.plugin.v1.StoreRequest
 	30, // 40: zhost.plugin.v1.Backend.Vote:input_type -> zhost.plugin.v1.StoreRequest
 	32, // 41: zhost.plugin.v1.Backend.Finish:input_type -> zhost.plugin.v1.TxnRequest
-	32, // 42: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
-	33, // 43: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
-	36, // 44: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
-	39, // 45: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
-	41, // 46: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
-	43, // 47: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
-	45, // 48: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
-	4,  // 49: zhost.plugin.v1.Plugin.Describe:output_type -> zhost.plugin.v1.Description
-	2,  // 50: zhost.plugin.v1.Plugin.Configure:output_type -> zhost.plugin.v1.ConfigureResponse
-	16, // 51: zhost.plugin.v1.Backend.Open:output_type -> zhost.plugin.v1.OpenResponse
-	14, // 52: zhost.plugin.v1.Backend.Close:output_type -> zhost.plugin.v1.Empty
-	19, // 53: zhost.plugin.v1.Backend.Load:output_type -> zhost.plugin.v1.Record
-	22, // 54: zhost.plugin.v1.Backend.LoadBefore:output_type -> zhost.plugin.v1.LoadBeforeResponse
-	24, // 55: zhost.plugin.v1.Backend.NewOids:output_type -> zhost.plugin.v1.OidList
-	25, // 56: zhost.plugin.v1.Backend.LastTid:output_type -> zhost.plugin.v1.TidValue
-	29, // 57: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
-	31, // 58: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.StoreResponse
-	31, // 59: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.StoreResponse
-	26, // 60: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.FinishResponse
-	14, // 61: zhost.plugin.v1.Backend.Abort:output_type -> zhost.plugin.v1.Empty
-	35, // 62: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
-	38, // 63: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
-	40, // 64: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
-	42, // 65: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
-	44, // 66: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
-	46, // 67: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
-	49, // [49:68] is the sub-list for method output_type
-	30, // [30:49] is the sub-list for method input_type
+	30, // 42: zhost.plugin.v1.Backend.Commit:input_type -> zhost.plugin.v1.StoreRequest
+	32, // 43: zhost.plugin.v1.Backend.Abort:input_type -> zhost.plugin.v1.TxnRequest
+	33, // 44: zhost.plugin.v1.Backend.History:input_type -> zhost.plugin.v1.HistoryRequest
+	36, // 45: zhost.plugin.v1.Backend.Iterate:input_type -> zhost.plugin.v1.IterateRequest
+	39, // 46: zhost.plugin.v1.Backend.UndoLog:input_type -> zhost.plugin.v1.UndoLogRequest
+	41, // 47: zhost.plugin.v1.Backend.Undo:input_type -> zhost.plugin.v1.UndoRequest
+	43, // 48: zhost.plugin.v1.Backend.Pack:input_type -> zhost.plugin.v1.PackRequest
+	45, // 49: zhost.plugin.v1.Mount.Resolve:input_type -> zhost.plugin.v1.ResolveRequest
+	4,  // 50: zhost.plugin.v1.Plugin.Describe:output_type -> zhost.plugin.v1.Description
+	2,  // 51: zhost.plugin.v1.Plugin.Configure:output_type -> zhost.plugin.v1.ConfigureResponse
+	16, // 52: zhost.plugin.v1.Backend.Open:output_type -> zhost.plugin.v1.OpenResponse
+	14, // 53: zhost.plugin.v1.Backend.Close:output_type -> zhost.plugin.v1.Empty
+	19, // 54: zhost.plugin.v1.Backend.Load:output_type -> zhost.plugin.v1.Record
+	22, // 55: zhost.plugin.v1.Backend.LoadBefore:output_type -> zhost.plugin.v1.LoadBeforeResponse
+	24, // 56: zhost.plugin.v1.Backend.NewOids:output_type -> zhost.plugin.v1.OidList
+	25, // 57: zhost.plugin.v1.Backend.LastTid:output_type -> zhost.plugin.v1.TidValue
+	29, // 58: zhost.plugin.v1.Backend.Begin:output_type -> zhost.plugin.v1.BeginResponse
+	31, // 59: zhost.plugin.v1.Backend.Store:output_type -> zhost.plugin.v1.StoreResponse
+	31, // 60: zhost.plugin.v1.Backend.Vote:output_type -> zhost.plugin.v1.StoreResponse
+	26, // 61: zhost.plugin.v1.Backend.Finish:output_type -> zhost.plugin.v1.FinishResponse
+	26, // 62: zhost.plugin.v1.Backend.Commit:output_type -> zhost.plugin.v1.FinishResponse
+	14, // 63: zhost.plugin.v1.Backend.Abort:output_type -> zhost.plugin.v1.Empty
+	35, // 64: zhost.plugin.v1.Backend.History:output_type -> zhost.plugin.v1.HistoryResponse
+	38, // 65: zhost.plugin.v1.Backend.Iterate:output_type -> zhost.plugin.v1.TxRecords
+	40, // 66: zhost.plugin.v1.Backend.UndoLog:output_type -> zhost.plugin.v1.UndoLogResponse
+	42, // 67: zhost.plugin.v1.Backend.Undo:output_type -> zhost.plugin.v1.UndoResponse
+	44, // 68: zhost.plugin.v1.Backend.Pack:output_type -> zhost.plugin.v1.PackProgress
+	46, // 69: zhost.plugin.v1.Mount.Resolve:output_type -> zhost.plugin.v1.MountTarget
+	50, // [50:70] is the sub-list for method output_type
+	30, // [30:50] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name

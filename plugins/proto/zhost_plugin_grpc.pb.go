@@ -197,6 +197,7 @@ const (
 	Backend_Store_FullMethodName      = "/zhost.plugin.v1.Backend/Store"
 	Backend_Vote_FullMethodName       = "/zhost.plugin.v1.Backend/Vote"
 	Backend_Finish_FullMethodName     = "/zhost.plugin.v1.Backend/Finish"
+	Backend_Commit_FullMethodName     = "/zhost.plugin.v1.Backend/Commit"
 	Backend_Abort_FullMethodName      = "/zhost.plugin.v1.Backend/Abort"
 	Backend_History_FullMethodName    = "/zhost.plugin.v1.Backend/History"
 	Backend_Iterate_FullMethodName    = "/zhost.plugin.v1.Backend/Iterate"
@@ -227,6 +228,13 @@ type BackendClient interface {
 	// then votes.
 	Vote(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreResponse, error)
 	Finish(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*FinishResponse, error)
+	// Commit is one-phase commit, for a transaction that is the only
+	// resource manager of its commit: it stores the records it carries (the
+	// tail of the batch), votes and finishes, in one call. A vote failure
+	// (a conflict names every conflicting oid) aborts the transaction. If
+	// the host gets no answer, the outcome is unknown; an Abort by key or id
+	// afterwards is harmless (the commit is not undone).
+	Commit(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*FinishResponse, error)
 	Abort(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*Empty, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	// Iterate streams one message per transaction, oldest first.
@@ -345,6 +353,16 @@ func (c *backendClient) Finish(ctx context.Context, in *TxnRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *backendClient) Commit(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*FinishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishResponse)
+	err := c.cc.Invoke(ctx, Backend_Commit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *backendClient) Abort(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*Empty, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
@@ -445,6 +463,13 @@ type BackendServer interface {
 	// then votes.
 	Vote(context.Context, *StoreRequest) (*StoreResponse, error)
 	Finish(context.Context, *TxnRequest) (*FinishResponse, error)
+	// Commit is one-phase commit, for a transaction that is the only
+	// resource manager of its commit: it stores the records it carries (the
+	// tail of the batch), votes and finishes, in one call. A vote failure
+	// (a conflict names every conflicting oid) aborts the transaction. If
+	// the host gets no answer, the outcome is unknown; an Abort by key or id
+	// afterwards is harmless (the commit is not undone).
+	Commit(context.Context, *StoreRequest) (*FinishResponse, error)
 	Abort(context.Context, *TxnRequest) (*Empty, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	// Iterate streams one message per transaction, oldest first.
@@ -492,6 +517,9 @@ func (UnimplementedBackendServer) Vote(context.Context, *StoreRequest) (*StoreRe
 }
 func (UnimplementedBackendServer) Finish(context.Context, *TxnRequest) (*FinishResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Finish not implemented")
+}
+func (UnimplementedBackendServer) Commit(context.Context, *StoreRequest) (*FinishResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Commit not implemented")
 }
 func (UnimplementedBackendServer) Abort(context.Context, *TxnRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Abort not implemented")
@@ -712,6 +740,24 @@ func _Backend_Finish_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_Commit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).Commit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_Commit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).Commit(ctx, req.(*StoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Backend_Abort_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TxnRequest)
 	if err := dec(in); err != nil {
@@ -852,6 +898,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Finish",
 			Handler:    _Backend_Finish_Handler,
+		},
+		{
+			MethodName: "Commit",
+			Handler:    _Backend_Commit_Handler,
 		},
 		{
 			MethodName: "Abort",

@@ -35,6 +35,9 @@ type Client struct {
 	plugin  pb.PluginClient
 	backend pb.BackendClient
 	mount   pb.MountClient
+	// noCommit: the plugin was built before the Commit RPC (it answered
+	// Unimplemented); one-phase commits then run as Vote and Finish.
+	noCommit atomic.Bool
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done
@@ -544,6 +547,67 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 	return storage.Tid(r.GetTid()), nil
 }
 
+// Commit sends the buffered records with a Commit request: the plugin
+// stores them, votes and finishes in one call (storage.OnePhaseTxn). An
+// error the plugin answered is a vote failure or a failed finish, as the
+// backend reported it; a call that got no answer (canceled, plugin gone)
+// leaves the outcome unknown, and Abort then names the transaction so a
+// commit that had not started yet is aborted.
+func (t *remoteTxn) Commit(ctx context.Context) (storage.Tid, error) {
+	if !t.s.c.noCommit.Load() {
+		tid, unimplemented, err := t.commit(ctx)
+		if !unimplemented {
+			return tid, err
+		}
+		t.s.c.noCommit.Store(true)
+	}
+	// A plugin without the Commit RPC: two phases, same contract.
+	if err := t.Vote(ctx); err != nil {
+		_ = t.Abort(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	return t.Finish(context.WithoutCancel(ctx))
+}
+
+// commit sends the Commit request; unimplemented reports a plugin that
+// does not know it (nothing happened there, and the transaction is as it
+// was before the call).
+func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bool, _ error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.done:
+		return 0, false, t.closedErr("commit")
+	case t.voted:
+		return 0, false, fmt.Errorf("plugin %q: commit after vote: %w", t.s.c.name, storage.ErrInvalid)
+	case t.broken != nil:
+		return 0, false, fmt.Errorf("plugin %q: commit: an earlier store failed, abort the transaction: %w", t.s.c.name, t.broken)
+	case t.s.closed.Load():
+		return 0, false, fmt.Errorf("plugin %q: commit: storage %q is closed: %w", t.s.c.name, t.s.name, storage.ErrClosed)
+	}
+	if err := t.s.c.check("commit"); err != nil {
+		return 0, false, err
+	}
+	batch := t.buf
+	beginSent := t.beginSent
+	r, err := t.s.c.backend.Commit(ctx, t.request(batch))
+	if status.Code(err) == codes.Unimplemented {
+		t.beginSent = beginSent
+		return 0, true, nil
+	}
+	t.voted = true
+	t.buf, t.bufBytes = nil, 0
+	if err != nil {
+		t.noteAnswer(err)
+		return 0, false, t.s.wrap(ctx, "commit", err)
+	}
+	t.done = true
+	if c := r.GetCollected(); len(c) > 0 {
+		t.collected = oidsFromPB(c)
+	}
+	return storage.Tid(r.GetTid()), false, nil
+}
+
 // Collected returns the oids the plugin's backend removed in the finished
 // commit (storage.CollectingTxn): nil before a successful Finish, and
 // always nil for a backend that collects nothing at commit.
@@ -583,4 +647,5 @@ var (
 	_ storage.Storage       = (*RemoteStorage)(nil)
 	_ storage.Txn           = (*remoteTxn)(nil)
 	_ storage.CollectingTxn = (*remoteTxn)(nil)
+	_ storage.OnePhaseTxn   = (*remoteTxn)(nil)
 )

@@ -366,6 +366,54 @@ func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.FinishResp
 	return resp, nil
 }
 
+// Commit stores the request's records, votes and finishes in one call
+// (one-phase commit). Before the vote it takes the transaction out of the
+// table, so a later Abort (by id or key) finds nothing and cannot race
+// with the commit; any error aborts the backend transaction (a no-op after
+// a successful vote whose finish failed only releases the lock).
+func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishResponse, error) {
+	id := req.GetTxn()
+	var txn storage.Txn
+	var err error
+	if id == 0 {
+		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
+	} else {
+		txn, err = s.txn(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*pb.FinishResponse, error) {
+		s.dropTxn(id)
+		_ = txn.Abort(context.WithoutCancel(ctx))
+		return nil, toStatus(err)
+	}
+	for _, r := range req.GetRecords() {
+		if err := txn.Store(ctx, recordFromPB(r)); err != nil {
+			return fail(err)
+		}
+	}
+	s.mu.Lock()
+	_, still := s.txns[id]
+	s.dropTxnLocked(id)
+	s.mu.Unlock()
+	if !still {
+		// The host aborted it meanwhile (by key: its call had ended).
+		_ = txn.Abort(context.WithoutCancel(ctx))
+		return nil, toStatus(fmt.Errorf("transaction %d was aborted by the host: %w", id, storage.ErrClosed))
+	}
+	tid, err := storage.CommitOnePhase(ctx, txn)
+	if err != nil {
+		_ = txn.Abort(context.WithoutCancel(ctx))
+		return nil, toStatus(err)
+	}
+	resp := &pb.FinishResponse{Tid: uint64(tid)}
+	if ct, ok := txn.(storage.CollectingTxn); ok {
+		resp.Collected = oidsToPB(ct.Collected())
+	}
+	return resp, nil
+}
+
 func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, error) {
 	s.mu.Lock()
 	id := req.GetTxn()

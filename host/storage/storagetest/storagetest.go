@@ -104,6 +104,7 @@ var subtests = []struct {
 	{"OddInput", testOddInput},
 	{"AfterClose", testAfterClose},
 	{"GarbageCollection", testGarbageCollection},
+	{"OnePhaseCommit", testOnePhaseCommit},
 }
 
 // Commit runs one whole two-phase commit of recs and returns its tid. On
