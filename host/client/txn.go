@@ -164,13 +164,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 		}
 		return 0, fmt.Errorf("finish: %w", err)
 	}
-	switch r := m.(type) {
-	case *wire.TidReply:
-		return r.Tid, nil
-	case *wire.Committed:
-		return r.Tid, nil
-	}
-	return 0, fmt.Errorf("finish: server answered %s: %w", m.Kind(), wire.ErrProtocol)
+	return commitTid("finish", m)
 }
 
 // Commit sends the transaction as one Commit request: the server
@@ -223,13 +217,7 @@ func (t *txn) Commit(ctx context.Context) (storage.Tid, error) {
 		}
 		return 0, fmt.Errorf("commit: %w", err)
 	}
-	switch r := m.(type) {
-	case *wire.TidReply:
-		return r.Tid, nil
-	case *wire.Committed:
-		return r.Tid, nil
-	}
-	return 0, fmt.Errorf("commit: server answered %s: %w", m.Kind(), wire.ErrProtocol)
+	return commitTid("commit", m)
 }
 
 func (t *txn) abortRemote(ctx context.Context) {
@@ -254,6 +242,18 @@ func (t *txn) Abort(ctx context.Context) error {
 	}
 	t.records, t.arena = nil, nil
 	return nil
+}
+
+// commitTid is the tid of a Finish or Commit reply: Tid, or Committed when
+// the commit collected objects.
+func commitTid(op string, m wire.Message) (storage.Tid, error) {
+	switch r := m.(type) {
+	case *wire.TidReply:
+		return r.Tid, nil
+	case *wire.Committed:
+		return r.Tid, nil
+	}
+	return 0, fmt.Errorf("%s: server answered %s: %w", op, m.Kind(), wire.ErrProtocol)
 }
 
 var _ storage.OnePhaseTxn = (*txn)(nil)

@@ -786,18 +786,26 @@ func (s *session) lockWait(millis uint32) time.Duration {
 	return wait
 }
 
-func (s *session) vote(id uint32, m *wire.Vote) {
-	p, err := s.partitionFor(m.Handle)
+// writablePartition returns the partition a Vote or Commit names, or the
+// error to answer: unknown handle, read-only partition, shutting down.
+func (s *session) writablePartition(handle uint32) (*partition, error) {
+	p, err := s.partitionFor(handle)
 	if err != nil {
-		s.fail(id, err)
-		return
+		return nil, err
 	}
 	if p.readOnly {
-		s.fail(id, fmt.Errorf("commit to partition %q: %w", p.name, storage.ErrReadOnly))
-		return
+		return nil, fmt.Errorf("commit to partition %q: %w", p.name, storage.ErrReadOnly)
 	}
 	if s.shutting() {
-		s.fail(id, wire.ErrShutdown)
+		return nil, wire.ErrShutdown
+	}
+	return p, nil
+}
+
+func (s *session) vote(id uint32, m *wire.Vote) {
+	p, err := s.writablePartition(m.Handle)
+	if err != nil {
+		s.fail(id, err)
 		return
 	}
 	key := txnKey(m.Handle, m.Txn)
@@ -958,17 +966,9 @@ func (s *session) finish(id uint32, m *wire.Finish) {
 // registered in s.txns: there is no gap between vote and finish for an
 // Abort or the transaction timeout to act in.
 func (s *session) commitOnePhase(id uint32, m *wire.Commit) {
-	p, err := s.partitionFor(m.Handle)
+	p, err := s.writablePartition(m.Handle)
 	if err != nil {
 		s.fail(id, err)
-		return
-	}
-	if p.readOnly {
-		s.fail(id, fmt.Errorf("commit to partition %q: %w", p.name, storage.ErrReadOnly))
-		return
-	}
-	if s.shutting() {
-		s.fail(id, wire.ErrShutdown)
 		return
 	}
 	lctx, cancel := context.WithTimeout(s.ctx, s.lockWait(m.LockWaitMillis))
