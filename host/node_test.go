@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,17 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/zhostdb/zhost/hcl"
+	"github.com/zhostdb/zhost/internal/testbin"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // loadTestConfig writes src to dir/cluster.hcl and loads it as `zhost
 // run` does.
@@ -56,7 +46,7 @@ client "app1" {
   server          = "127.0.0.1:%d"
   connect_timeout = "100ms"
 }
-`, freePort(t), freePort(t)))
+`, testbin.FreePort(t), testbin.FreePort(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- RunNode(ctx, cfg, "app1", NodeOptions{}) }()
@@ -95,7 +85,7 @@ func TestRunNodeUnknownName(t *testing.T) {
 // public_url, node names on answers, and a clean stop.
 func TestRunNodeWholeCluster(t *testing.T) {
 	dir := t.TempDir()
-	srvPort, appPort, frontPort := freePort(t), freePort(t), freePort(t)
+	srvPort, appPort, frontPort := testbin.FreePort(t), testbin.FreePort(t), testbin.FreePort(t)
 	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
 server "zeo" { listen = "127.0.0.1:%d" }
 storage "main" {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/internal/testbin"
 )
 
 // The test binary doubles as the child process: TestMain looks at
@@ -220,21 +222,12 @@ func TestSupervisorCrashLeavesNoOrphans(t *testing.T) {
 	_, _ = sup.Wait()
 	waitFor(t, 10*time.Second, func() bool {
 		for _, pid := range pids {
-			if processAlive(pid) && !isZombie(pid) {
+			if testbin.Alive(pid) {
 				return false
 			}
 		}
 		return true
 	})
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
 }
 
 func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
@@ -323,7 +316,7 @@ func TestSupervisorStopRacingRestartLeavesNoChild(t *testing.T) {
 			continue // never restarted
 		}
 		pid, _ := strconv.Atoi(string(b))
-		if pid > 0 && processAlive(pid) && !isZombie(pid) {
+		if pid > 0 && testbin.Alive(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("iteration %d: restarted node %d still running after Run returned", i, pid)
 		}

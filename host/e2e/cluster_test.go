@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -54,16 +53,6 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // writeConfig writes examples/cluster.hcl, with free ports and quick
 // health checks, to a temp dir; it returns the dir, the file and the
 // port that replaced each of the example's ports.
@@ -80,7 +69,7 @@ func writeConfig(t *testing.T) (string, string, map[string]string) {
 	ports := map[string]string{}
 	text := string(src)
 	for _, p := range []string{"9100", "8080", "8081", "8082"} {
-		ports[p] = freePort(t)
+		ports[p] = strconv.Itoa(testbin.FreePort(t))
 		text = strings.ReplaceAll(text, "127.0.0.1:"+p, "127.0.0.1:"+ports[p])
 	}
 	// Quick health checks so a killed node is noticed within the test's
@@ -164,46 +153,6 @@ func (c *cluster) pid(node string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
-}
-
-// children returns the pids whose parent is pid.
-func children(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cpid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name may hold spaces; fields after the ')' are fixed.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, cpid)
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
 }
 
 var httpc = &http.Client{Timeout: 10 * time.Second}
@@ -335,7 +284,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	c.waitFor(20*time.Second, "app1 to be restarted", func() bool {
 		p := c.pid("app1")
-		return p != 0 && p != app1 && alive(p)
+		return p != 0 && p != app1 && testbin.Alive(p)
 	})
 	time.Sleep(500 * time.Millisecond)
 	stopTraffic()
@@ -387,13 +336,13 @@ func TestClusterEndToEnd(t *testing.T) {
 		}
 		c.waitFor(20*time.Second, "the server to be restarted", func() bool {
 			p := c.pid("server")
-			return p != 0 && p != pid && alive(p)
+			return p != 0 && p != pid && testbin.Alive(p)
 		})
 	})
 	writeDuring("plugin", func() {
 		var plugins []int
 		c.waitFor(10*time.Second, "the server's plugin processes", func() bool {
-			plugins = children(c.pid("server"))
+			plugins = testbin.Children(c.pid("server"))
 			return len(plugins) > 0
 		})
 		for _, p := range plugins {
@@ -402,7 +351,7 @@ func TestClusterEndToEnd(t *testing.T) {
 			}
 		}
 		c.waitFor(20*time.Second, "the storage plugin to be restarted", func() bool {
-			now := children(c.pid("server"))
+			now := testbin.Children(c.pid("server"))
 			return len(now) > 0 && now[0] != plugins[0]
 		})
 	})
@@ -445,7 +394,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	// SIGTERM: everything stops, exit 0, nothing left running.
 	pids := []int{c.pid("server"), c.pid("app1"), c.pid("app2"), c.pid("front")}
 	for _, p := range pids[:3] {
-		pids = append(pids, children(p)...)
+		pids = append(pids, testbin.Children(p)...)
 	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -459,7 +408,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		t.Fatal("zhost run did not stop within 60s of SIGTERM")
 	}
 	for _, p := range pids {
-		if alive(p) {
+		if testbin.Alive(p) {
 			t.Errorf("process %d still running after zhost run stopped", p)
 		}
 	}

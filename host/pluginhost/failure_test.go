@@ -184,7 +184,7 @@ func TestSlowHandshake(t *testing.T) {
 	if _, err := fmtSscan(strings.TrimSpace(string(b)), &pid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the slow plugin to be killed", func() bool { return !alive(pid) })
+	waitFor(t, 5*time.Second, "the slow plugin to be killed", func() bool { return !testbin.Alive(pid) })
 }
 
 func TestExitBeforeHandshake(t *testing.T) {
@@ -287,7 +287,7 @@ func TestCrashAndRestart(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the crash to be seen", func() bool { return !alive(pid) && p.Status().State != "running" })
+		waitFor(t, 10*time.Second, "the crash to be seen", func() bool { return !testbin.Alive(pid) && p.Status().State != "running" })
 		if i < 3 {
 			waitFor(t, 10*time.Second, "the restart", func() bool { return p.Status().State == "running" })
 		}

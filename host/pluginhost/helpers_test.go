@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,54 +88,6 @@ func pidOf(t testing.TB, m *Manager, name string) int {
 		t.Fatalf("plugin %s is %s (pid %d)", name, st.State, st.Pid)
 	}
 	return st.Pid
-}
-
-// alive reports whether pid is a live process (zombies count as dead:
-// they are gone, only not yet reaped).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// "pid (comm) S ..."; comm may contain spaces, the state follows ") ".
-	s := string(b)
-	if i := strings.LastIndex(s, ") "); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
-// children returns the pids of pid's live child processes.
-func children(pid int) []int {
-	var out []int
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	for _, e := range ents {
-		var c int
-		if _, err := fmt.Sscan(e.Name(), &c); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndex(s, ") ")
-		if i < 0 {
-			continue
-		}
-		var state string
-		var ppid int
-		if _, err := fmt.Sscan(s[i+2:], &state, &ppid); err == nil && ppid == pid && state != "Z" {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // script writes an executable shell script into a temp dir.

@@ -78,17 +78,17 @@ func TestNoOrphansAfterHostKilled(t *testing.T) {
 	if _, err := fmt.Sscanf(line, "PID %d", &pid); err != nil || pid == 0 {
 		t.Fatalf("helper host said %q: %v\n%s", line, err, logs)
 	}
-	if !alive(pid) {
+	if !testbin.Alive(pid) {
 		t.Fatalf("plugin %d is not running", pid)
 	}
-	if got := children(cmd.Process.Pid); len(got) != 1 || got[0] != pid {
+	if got := testbin.Children(cmd.Process.Pid); len(got) != 1 || got[0] != pid {
 		t.Fatalf("host children = %v, want [%d]", got, pid)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	waitFor(t, 10*time.Second, fmt.Sprintf("plugin %d to exit after its host was killed", pid), func() bool { return !alive(pid) })
+	waitFor(t, 10*time.Second, fmt.Sprintf("plugin %d to exit after its host was killed", pid), func() bool { return !testbin.Alive(pid) })
 
 	// It closed its storage on the way out: the data file opens again
 	// (its lock is free) and holds what it had.
@@ -128,7 +128,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if alive(pid) {
+		if testbin.Alive(pid) {
 			t.Fatalf("plugin %d still running after Close", pid)
 		}
 	}

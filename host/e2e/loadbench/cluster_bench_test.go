@@ -57,16 +57,6 @@ type cluster struct {
 	waitErr error
 }
 
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // startCluster runs the real binary on examples/cluster.hcl as shipped,
 // with only its ports replaced by free ones, and waits until the balancer,
 // both app nodes and the session mount answer. The cluster is stopped
@@ -85,7 +75,7 @@ func startCluster(tb testing.TB) *cluster {
 	text := string(src)
 	ports := map[string]string{}
 	for _, p := range []string{"9100", "8080", "8081", "8082"} {
-		ports[p] = freePort(tb)
+		ports[p] = strconv.Itoa(testbin.FreePort(tb))
 		text = strings.ReplaceAll(text, "127.0.0.1:"+p, "127.0.0.1:"+ports[p])
 	}
 	switch *accessLog {
@@ -392,33 +382,6 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * clockTick
 }
 
-// childPIDs returns the processes whose parent is pid (a node's plugin
-// processes).
-func childPIDs(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		cpid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, cpid)
-		}
-	}
-	return out
-}
-
 // cpuGroups are the parts of the cluster whose CPU time is reported per
 // request: each node with its plugin processes, and zhost run itself
 // (which relays every node's log lines).
@@ -447,7 +410,7 @@ func (c *cluster) cpu() []time.Duration {
 				continue
 			}
 			out[g] += procCPU(pid)
-			for _, p := range childPIDs(pid) {
+			for _, p := range testbin.Children(pid) {
 				out[g] += procCPU(p)
 			}
 		}
