@@ -442,6 +442,25 @@ func (s *session) handleHello(f wire.Frame) bool {
 	return true
 }
 
+// decodeWhole decodes f's body into m and reports whether it was well
+// formed and complete; a malformed one is left to the slow path, which
+// answers the error.
+func decodeWhole(f wire.Frame, m interface{ Decode(*wire.Decoder) }) bool {
+	d := wire.NewDecoder(f.Body)
+	m.Decode(d)
+	return d.Finish() == nil
+}
+
+// cached returns the server cache's current record of oid in the
+// partition open under handle, if it holds one.
+func (s *session) cached(handle uint32, oid storage.Oid) (storage.Record, bool) {
+	p, err := s.partitionFor(handle)
+	if err != nil {
+		return storage.Record{}, false
+	}
+	return p.cache.get(oid)
+}
+
 func (s *session) partitionFor(handle uint32) (*partition, error) {
 	s.mu.Lock()
 	p := s.handles[handle]
@@ -465,31 +484,19 @@ func (s *session) fast(f wire.Frame) bool {
 		return true
 	case wire.KindLoad:
 		var m wire.Load
-		d := wire.NewDecoder(f.Body)
-		m.Decode(d)
-		if d.Finish() != nil {
+		if !decodeWhole(f, &m) {
 			return false
 		}
-		p, err := s.partitionFor(m.Handle)
-		if err != nil {
-			return false
-		}
-		if r, ok := p.cache.get(m.Oid); ok {
+		if r, ok := s.cached(m.Handle, m.Oid); ok {
 			s.reply(f.ID, &wire.RecordReply{Record: r})
 			return true
 		}
 	case wire.KindLoadBefore:
 		var m wire.LoadBefore
-		d := wire.NewDecoder(f.Body)
-		m.Decode(d)
-		if d.Finish() != nil {
+		if !decodeWhole(f, &m) {
 			return false
 		}
-		p, err := s.partitionFor(m.Handle)
-		if err != nil {
-			return false
-		}
-		if r, ok := p.cache.get(m.Oid); ok && r.Serial < m.Tid {
+		if r, ok := s.cached(m.Handle, m.Oid); ok && r.Serial < m.Tid {
 			s.reply(f.ID, &wire.RecordReply{Record: r})
 			return true
 		}
