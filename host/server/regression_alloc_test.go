@@ -10,11 +10,11 @@ import (
 	"github.com/zhostdb/zhost/host/wire"
 )
 
-// TestReviewFrameHeaderAllocatesBody: a peer that sends only a frame
+// TestRegressionFrameHeaderAllocatesBody: a peer that sends only a frame
 // header announcing a 64 MiB body makes the server allocate the whole
 // body at once, before any of it (or even a Hello) arrived, and keep it
 // for FrameTimeout. A handful of connections cost gigabytes.
-func TestReviewFrameHeaderAllocatesBody(t *testing.T) {
+func TestRegressionFrameHeaderAllocatesBody(t *testing.T) {
 	_, addr, _ := start(t, nil)
 	runtime.GC()
 	var before runtime.MemStats

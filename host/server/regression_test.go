@@ -11,13 +11,13 @@ import (
 	"github.com/zhostdb/zhost/host/wire"
 )
 
-// TestReviewAbortOvertakesVote: a client whose context ends right after
+// TestRegressionAbortOvertakesVote: a client whose context ends right after
 // it sent Vote sends Abort at once (client/txn.go does). The server runs
 // each request in its own goroutine, so the Abort can be handled before
 // the Vote registered the transaction: the Abort finds nothing, then the
 // Vote takes the commit lock and holds it until TransactionTimeout,
 // stalling every commit of the partition.
-func TestReviewAbortOvertakesVote(t *testing.T) {
+func TestRegressionAbortOvertakesVote(t *testing.T) {
 	_, addr, _ := start(t, func(o *server.Options) { o.TransactionTimeout = 30 * time.Second })
 	good := openClient(t, addr, "main")
 	r := dialRaw(t, addr)

@@ -13,12 +13,12 @@ import (
 	"github.com/zhostdb/zhost/host/client"
 )
 
-// TestReviewAcceptStopsOnEMFILE: when the process runs out of file
+// TestRegressionAcceptStopsOnEMFILE: when the process runs out of file
 // descriptors, Accept fails with EMFILE, which is not a timeout: the
 // accept loop logs "accept failed" and returns, and the server never
 // accepts a connection again (clients that reconnect later are locked
 // out for good), although the condition was transient.
-func TestReviewAcceptStopsOnEMFILE(t *testing.T) {
+func TestRegressionAcceptStopsOnEMFILE(t *testing.T) {
 	_, addr, _ := start(t, nil)
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {

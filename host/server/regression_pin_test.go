@@ -7,12 +7,12 @@ import (
 	"github.com/zhostdb/zhost/host/storage"
 )
 
-// TestReviewCachePinsVoteFrames: publish caches the voted records as
+// TestRegressionCachePinsVoteFrames: publish caches the voted records as
 // they were decoded, aliasing the Vote frame's body. One small record
 // cached from a transaction that also carried a big one keeps the whole
 // frame alive, while the cache accounts only for the small record: the
 // server's memory is no longer bounded by CacheSize.
-func TestReviewCachePinsVoteFrames(t *testing.T) {
+func TestRegressionCachePinsVoteFrames(t *testing.T) {
 	_, addr, st := start(t, nil)
 	c := openClient(t, addr, "main")
 	ctx := ctxT(t)

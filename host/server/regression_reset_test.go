@@ -29,13 +29,13 @@ func (s *lastTidFails) Begin(ctx context.Context, meta storage.TxMeta) (storage.
 	return s.flakyFinish.Begin(ctx, meta)
 }
 
-// TestReviewUnknownFinishLeavesHoleInInvalidationLog: after a Finish whose
+// TestRegressionUnknownFinishLeavesHoleInInvalidationLog: after a Finish whose
 // outcome is unknown, resetAll re-reads LastTid; if that fails too, the
 // invalidation log keeps going without the transaction that may have
 // committed. A client that was not connected at that moment comes back
 // with its last tid and gets a catch-up that misses it (and keeps the
 // revision that transaction replaced), instead of a Resync.
-func TestReviewUnknownFinishLeavesHoleInInvalidationLog(t *testing.T) {
+func TestRegressionUnknownFinishLeavesHoleInInvalidationLog(t *testing.T) {
 	st := &lastTidFails{flakyFinish{Storage: memstorage.New(memstorage.Options{})}}
 	t.Cleanup(func() { st.Close() })
 	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}, Logger: testLogger(t)})

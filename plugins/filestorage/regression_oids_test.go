@@ -13,17 +13,17 @@ import (
 	"github.com/zhostdb/zhost/plugins/filestorage"
 )
 
-// TestReviewOidsReusedAfterCrash: NewOids raises the counter in memory
+// TestRegressionOidsReusedAfterCrash: NewOids raises the counter in memory
 // only; it reaches disk with the next index save. A process killed after
 // handing out oids (not yet used by a committed transaction) hands the
 // same oids out again after restart, which the contract forbids ("never
 // reused, also across restarts").
-func TestReviewOidsReusedAfterCrash(t *testing.T) {
+func TestRegressionOidsReusedAfterCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "Data.fs")
 	st := open(t, path, filestorage.Options{})
 	counter(t, st, 1, 1)
 	closeOK(t, st)
-	cmd := exec.CommandContext(testCtx(t), os.Args[0], "-test.run=^TestReviewOidsHelperProcess$")
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], "-test.run=^TestRegressionOidsHelperProcess$")
 	cmd.Env = append(os.Environ(), "FILESTORAGE_OIDS_HELPER="+path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -48,8 +48,8 @@ func TestReviewOidsReusedAfterCrash(t *testing.T) {
 	}
 }
 
-// TestReviewOidsHelperProcess hands out 100 oids and dies without Close.
-func TestReviewOidsHelperProcess(t *testing.T) {
+// TestRegressionOidsHelperProcess hands out 100 oids and dies without Close.
+func TestRegressionOidsHelperProcess(t *testing.T) {
 	path := os.Getenv("FILESTORAGE_OIDS_HELPER")
 	if path == "" {
 		t.Skip("helper process")

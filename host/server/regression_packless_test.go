@@ -13,13 +13,13 @@ import (
 	"github.com/zhostdb/zhost/plugins/packless"
 )
 
-// TestReviewPacklessCollectedStillServed: packless deletes, in the commit
+// TestRegressionPacklessCollectedStillServed: packless deletes, in the commit
 // that unlinks it, an object nobody references any more. The server
 // publishes only the stored oids: its record cache (and every client's)
 // keeps serving the collected object as current, where the backend (and
 // the contract: "ErrNotFound: ... collected by the packless collector")
 // says it is gone.
-func TestReviewPacklessCollectedStillServed(t *testing.T) {
+func TestRegressionPacklessCollectedStillServed(t *testing.T) {
 	st, err := packless.Open(filepath.Join(t.TempDir(), "sessions"), packless.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

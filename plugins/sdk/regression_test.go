@@ -45,12 +45,12 @@ func (t slowTxn) Vote(ctx context.Context) error {
 	return nil
 }
 
-// TestReviewVoteCanceledLeaksCommitLock: a single-batch transaction is
+// TestRegressionVoteCanceledLeaksCommitLock: a single-batch transaction is
 // begun by its Vote request; if the host's context ends after the
 // plugin's vote took the commit lock, the host never learns the
 // transaction id, so its Abort sends nothing and the plugin holds the
 // commit lock forever: every later commit times out.
-func TestReviewVoteCanceledLeaksCommitLock(t *testing.T) {
+func TestRegressionVoteCanceledLeaksCommitLock(t *testing.T) {
 	p := &Plugin{Name: "slow", Version: "0", Backends: map[string]Backend{"slow": slowReplyBackend{}}}
 	c, _ := serveInProcess(t, p)
 	ctx := context.Background()
@@ -110,11 +110,11 @@ func plainVote(ctx context.Context, txn storage.Txn) error {
 	}
 }
 
-// TestReviewVoteCanceledLeaksCommitLockRealRace: the same, with no
+// TestRegressionVoteCanceledLeaksCommitLockRealRace: the same, with no
 // injected delay: memstorage over real gRPC, the host's context canceled
 // at varying points of an ordinary single-batch vote. It counts how
 // often the commit lock is left held by a transaction the host aborted.
-func TestReviewVoteCanceledLeaksCommitLockRealRace(t *testing.T) {
+func TestRegressionVoteCanceledLeaksCommitLockRealRace(t *testing.T) {
 	c, _ := serveInProcess(t, testPlugin())
 	ctx := context.Background()
 	leaks := 0

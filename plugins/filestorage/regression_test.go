@@ -14,13 +14,13 @@ import (
 	"github.com/zhostdb/zhost/plugins/filestorage"
 )
 
-// TestReviewPackDropsObjectRevivedDuringPack: pack computes reachability
+// TestRegressionPackDropsObjectRevivedDuringPack: pack computes reachability
 // from a snapshot, without the commit lock. A transaction committed while
 // pack copies (after the snapshot) may reference an object that was
 // unreachable at the snapshot (a client still held it): step 3 copies that
 // transaction but not the object, so the reference dangles and the object
 // is lost although a committed transaction references it.
-func TestReviewPackDropsObjectRevivedDuringPack(t *testing.T) {
+func TestRegressionPackDropsObjectRevivedDuringPack(t *testing.T) {
 	ctx := testCtx(t)
 	st := open(t, filepath.Join(t.TempDir(), "Data.fs"), filestorage.Options{Sync: filestorage.SyncNone})
 	const x, filler, y storage.Oid = 1, 2, 3
@@ -85,13 +85,13 @@ func commitNoFatal(st storage.Storage, rootSerial storage.Tid, x, y storage.Oid)
 
 func context_background() context.Context { return context.Background() }
 
-// TestReviewMidFileDamageTruncatesLaterCommits: open treats any
+// TestRegressionMidFileDamageTruncatesLaterCommits: open treats any
 // transaction that does not verify as a torn tail and cuts the file
 // there. A damaged byte in the middle of the file (bit rot, a bad
 // sector), scanned because the index is missing or stale, makes open
 // silently drop every later, acknowledged transaction (moved to .trN),
 // and the storage then carries on without them.
-func TestReviewMidFileDamageTruncatesLaterCommits(t *testing.T) {
+func TestRegressionMidFileDamageTruncatesLaterCommits(t *testing.T) {
 	ctx := testCtx(t)
 	path := filepath.Join(t.TempDir(), "Data.fs")
 	st, err := filestorage.Open(path, filestorage.Options{})
