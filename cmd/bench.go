@@ -2,6 +2,7 @@ package zhostcmd
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -40,20 +41,26 @@ type benchConfig struct {
 	Commits     int
 	Misses      int
 	Concurrency int
+	Rounds      int
 }
 
 // PhaseResult is one phase's figures in `zhost bench -json`.
 type PhaseResult struct {
 	// ObjectsPerSec is objects (or, for commit, transactions; for miss,
-	// loads) per second, over all processes.
+	// loads) per second, over all processes: the median of the rounds.
 	ObjectsPerSec float64 `json:"objects_per_sec"`
-	// P50Ms and P99Ms are latencies in milliseconds (commit and miss).
+	// P50Ms and P99Ms are latencies in milliseconds (commit and miss),
+	// over every round.
 	P50Ms float64 `json:"p50_ms,omitempty"`
 	P99Ms float64 `json:"p99_ms,omitempty"`
-	// Count is how many objects (or transactions, or loads) were timed.
+	// Count is how many objects (or transactions, or loads) one round
+	// timed, over all processes.
 	Count int `json:"count"`
-	// Seconds is the wall time of the phase (the slowest process).
+	// Seconds is the wall time of the median round (its slowest
+	// process).
 	Seconds float64 `json:"seconds"`
+	// Rounds is ObjectsPerSec of each round, in the order they ran.
+	Rounds []float64 `json:"rounds"`
 }
 
 // workerResult is what a worker reports for one phase.
@@ -69,17 +76,19 @@ func init() {
 	var (
 		serverAddr, configFile, partition, exe string
 		objects, size, concurrency             int
-		commits, misses                        int
+		commits, misses, rounds                int
 		asJSON, worker                         bool
 	)
 	RegisterCommand(&Command{
 		Name:  "bench",
-		Usage: "[-server ADDR | -config FILE] [-partition NAME] [-objects N] [-size BYTES] [-concurrency C] [-json]",
+		Usage: "[-server ADDR | -config FILE] [-partition NAME] [-objects N] [-size BYTES] [-concurrency C] [-rounds R] [-json]",
 		Short: "measure a storage server: add, update, cold, warm, hot, commit, miss",
 		Long: `bench runs a zodbshootout-style benchmark against a running server
 (-server) or against the server of a cluster.hcl that it starts itself
 (-config). -concurrency C runs C separate client processes, each with its
-own N objects; phases start together in every process.
+own N objects; phases start together in every process. The phases run
+-rounds R times (each round with new objects and new clients); each
+rate is the median of the rounds, and latencies are over every round.
 
 Phases, each in objects per second:
   add     create N objects in one transaction
@@ -100,13 +109,14 @@ Phases, each in objects per second:
 			fs.IntVar(&concurrency, "concurrency", 1, "client processes")
 			fs.IntVar(&commits, "commits", 2000, "one-object transactions in the commit phase, per process")
 			fs.IntVar(&misses, "misses", 2000, "loads in the miss phase, per process")
+			fs.IntVar(&rounds, "rounds", 3, "times to run every phase (rates are the median round)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
 			fs.BoolVar(&worker, "worker", false, "internal: run as a bench worker process")
 			fs.StringVar(&exe, "exe", "", "internal: zhost binary to run workers with (default: this one)")
 		},
 		Run: func(env *Env, fs *flag.FlagSet, args []string) int {
 			cfg := benchConfig{Server: serverAddr, Partition: partition, Objects: objects, Size: size,
-				Commits: commits, Misses: misses, Concurrency: concurrency}
+				Commits: commits, Misses: misses, Concurrency: concurrency, Rounds: rounds}
 			if worker {
 				return benchWorker(env, cfg)
 			}
@@ -114,8 +124,9 @@ Phases, each in objects per second:
 				fmt.Fprintln(env.Stderr, "zhost bench: give exactly one of -server ADDR or -config FILE")
 				return ExitUsage
 			}
-			if objects < 1 || objects > 65536 || size < 1 || concurrency < 1 || concurrency > 256 || commits < 1 || misses < 1 {
-				fmt.Fprintln(env.Stderr, "zhost bench: -objects must be 1..65536, -concurrency 1..256, -size, -commits and -misses positive")
+			if objects < 1 || objects > 65536 || size < 1 || concurrency < 1 || concurrency > 256 || commits < 1 || misses < 1 ||
+				rounds < 1 || rounds > 1000 {
+				fmt.Fprintln(env.Stderr, "zhost bench: -objects must be 1..65536, -concurrency 1..256, -rounds 1..1000, -size, -commits and -misses positive")
 				return ExitUsage
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -217,7 +228,7 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 	for range cfg.Concurrency {
 		cmd := exec.CommandContext(ctx, exe, "bench", "-worker", "-server", cfg.Server, "-partition", cfg.Partition,
 			"-objects", fmt.Sprint(cfg.Objects), "-size", fmt.Sprint(cfg.Size),
-			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses))
+			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses), "-rounds", fmt.Sprint(cfg.Rounds))
 		cmd.Stderr = stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -234,54 +245,88 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 		sc.Buffer(make([]byte, 64<<10), 64<<20)
 		procs = append(procs, &benchProc{cmd: cmd, stdin: stdin, lines: sc})
 	}
+	rounds := make(map[string][]PhaseResult, len(benchPhases))
+	latencies := make(map[string][]float64, len(benchPhases))
+	for round := 0; round < cfg.Rounds; round++ {
+		for _, phase := range benchPhases {
+			res, lat, err := benchPhase(procs, phase)
+			if err != nil {
+				return nil, fmt.Errorf("round %d: %w", round+1, err)
+			}
+			rounds[phase] = append(rounds[phase], res)
+			latencies[phase] = append(latencies[phase], lat...)
+		}
+	}
 	out := make(map[string]PhaseResult, len(benchPhases))
 	for _, phase := range benchPhases {
-		// Barrier: every worker says it is ready, then all go at once.
-		for i, p := range procs {
-			line, err := benchReadLine(p)
-			if err != nil {
-				return nil, fmt.Errorf("worker %d before %s: %w", i, phase, err)
-			}
-			if line != "ready "+phase {
-				return nil, fmt.Errorf("worker %d: expected ready %s, got %q", i, phase, line)
-			}
-		}
-		for _, p := range procs {
-			if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
-				return nil, fmt.Errorf("start %s: %w", phase, err)
-			}
-		}
-		var total int
-		var longest float64
-		var lat []float64
-		for i, p := range procs {
-			line, err := benchReadLine(p)
-			if err != nil {
-				return nil, fmt.Errorf("worker %d in %s: %w", i, phase, err)
-			}
-			var r workerResult
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
-				return nil, fmt.Errorf("worker %d in %s: bad result %q: %w", i, phase, line, err)
-			}
-			if r.Error != "" {
-				return nil, fmt.Errorf("worker %d in %s: %s", i, phase, r.Error)
-			}
-			total += r.Count
-			longest = max(longest, r.Seconds)
-			lat = append(lat, r.Latencies...)
-		}
-		res := PhaseResult{Count: total, Seconds: longest}
-		if longest > 0 {
-			res.ObjectsPerSec = float64(total) / longest
-		}
-		if len(lat) > 0 {
-			slices.Sort(lat)
-			res.P50Ms = lat[len(lat)/2]
-			res.P99Ms = lat[min(len(lat)-1, int(math.Ceil(float64(len(lat))*0.99))-1)]
-		}
-		out[phase] = res
+		out[phase] = benchCombine(rounds[phase], latencies[phase])
 	}
 	return out, nil
+}
+
+// benchCombine sums up the rounds of one phase: the median round's rate,
+// count and time, and latency percentiles over every round.
+func benchCombine(rounds []PhaseResult, lat []float64) PhaseResult {
+	res := PhaseResult{}
+	for _, r := range rounds {
+		res.Rounds = append(res.Rounds, r.ObjectsPerSec)
+	}
+	if len(rounds) > 0 {
+		byRate := slices.Clone(rounds)
+		slices.SortFunc(byRate, func(a, b PhaseResult) int { return cmp.Compare(a.ObjectsPerSec, b.ObjectsPerSec) })
+		median := byRate[len(byRate)/2]
+		res.ObjectsPerSec, res.Count, res.Seconds = median.ObjectsPerSec, median.Count, median.Seconds
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50Ms = lat[len(lat)/2]
+		res.P99Ms = lat[min(len(lat)-1, int(math.Ceil(float64(len(lat))*0.99))-1)]
+	}
+	return res
+}
+
+// benchPhase runs one phase in every worker at once and returns its
+// figures and every latency the workers measured.
+func benchPhase(procs []*benchProc, phase string) (PhaseResult, []float64, error) {
+	// Barrier: every worker says it is ready, then all go at once.
+	for i, p := range procs {
+		line, err := benchReadLine(p)
+		if err != nil {
+			return PhaseResult{}, nil, fmt.Errorf("worker %d before %s: %w", i, phase, err)
+		}
+		if line != "ready "+phase {
+			return PhaseResult{}, nil, fmt.Errorf("worker %d: expected ready %s, got %q", i, phase, line)
+		}
+	}
+	for _, p := range procs {
+		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+			return PhaseResult{}, nil, fmt.Errorf("start %s: %w", phase, err)
+		}
+	}
+	var total int
+	var longest float64
+	var lat []float64
+	for i, p := range procs {
+		line, err := benchReadLine(p)
+		if err != nil {
+			return PhaseResult{}, nil, fmt.Errorf("worker %d in %s: %w", i, phase, err)
+		}
+		var r workerResult
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return PhaseResult{}, nil, fmt.Errorf("worker %d in %s: bad result %q: %w", i, phase, line, err)
+		}
+		if r.Error != "" {
+			return PhaseResult{}, nil, fmt.Errorf("worker %d in %s: %s", i, phase, r.Error)
+		}
+		total += r.Count
+		longest = max(longest, r.Seconds)
+		lat = append(lat, r.Latencies...)
+	}
+	res := PhaseResult{Count: total, Seconds: longest}
+	if longest > 0 {
+		res.ObjectsPerSec = float64(total) / longest
+	}
+	return res, lat, nil
 }
 
 type lockedWriter struct {
@@ -312,8 +357,8 @@ func benchPrint(w io.Writer, cfg benchConfig, res map[string]PhaseResult, asJSON
 		enc.Encode(res)
 		return
 	}
-	fmt.Fprintf(w, "zhost bench: server %s, partition %q, %d objects of %d bytes, %d process(es)\n",
-		cfg.Server, cfg.Partition, cfg.Objects, cfg.Size, cfg.Concurrency)
+	fmt.Fprintf(w, "zhost bench: server %s, partition %q, %d objects of %d bytes, %d process(es), median of %d round(s)\n",
+		cfg.Server, cfg.Partition, cfg.Objects, cfg.Size, cfg.Concurrency, cfg.Rounds)
 	for _, ph := range benchPhases {
 		r := res[ph]
 		unit := "objects/s"
@@ -326,6 +371,9 @@ func benchPrint(w io.Writer, cfg benchConfig, res map[string]PhaseResult, asJSON
 		fmt.Fprintf(w, "  %-7s %12.0f %-10s", ph, r.ObjectsPerSec, unit)
 		if r.P50Ms > 0 {
 			fmt.Fprintf(w, "  p50 %.3f ms  p99 %.3f ms", r.P50Ms, r.P99Ms)
+		}
+		if len(r.Rounds) > 1 {
+			fmt.Fprintf(w, "  (rounds %.0f..%.0f)", slices.Min(r.Rounds), slices.Max(r.Rounds))
 		}
 		fmt.Fprintln(w)
 	}
@@ -345,19 +393,21 @@ func benchWorker(env *Env, cfg benchConfig) int {
 	ctx := context.Background()
 	w := &benchState{cfg: cfg}
 	defer w.close()
-	for _, phase := range benchPhases {
-		if err := w.prepare(ctx, phase); err != nil {
-			fmt.Fprintf(env.Stderr, "zhost bench worker: prepare %s: %v\n", phase, err)
-			return ExitFailure
-		}
-		fmt.Fprintf(env.Stdout, "ready %s\n", phase)
-		if !in.Scan() || strings.TrimSpace(in.Text()) != "go" {
-			return ExitFailure
-		}
-		r := w.run(ctx, phase)
-		emit(r)
-		if r.Error != "" {
-			return ExitFailure
+	for range max(cfg.Rounds, 1) {
+		for _, phase := range benchPhases {
+			if err := w.prepare(ctx, phase); err != nil {
+				fmt.Fprintf(env.Stderr, "zhost bench worker: prepare %s: %v\n", phase, err)
+				return ExitFailure
+			}
+			fmt.Fprintf(env.Stdout, "ready %s\n", phase)
+			if !in.Scan() || strings.TrimSpace(in.Text()) != "go" {
+				return ExitFailure
+			}
+			r := w.run(ctx, phase)
+			emit(r)
+			if r.Error != "" {
+				return ExitFailure
+			}
 		}
 	}
 	return ExitOK
@@ -386,6 +436,7 @@ func (w *benchState) close() {
 			c.Close()
 		}
 	}
+	w.c, w.cold, w.miss = nil, nil, nil
 }
 
 // prepare does the untimed set-up of a phase.
@@ -393,6 +444,7 @@ func (w *benchState) prepare(ctx context.Context, phase string) error {
 	var err error
 	switch phase {
 	case "add":
+		w.close() // the previous round's clients
 		if w.c, err = w.open(ctx, 0); err != nil {
 			return err
 		}

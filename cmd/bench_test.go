@@ -13,8 +13,9 @@ import (
 )
 
 // TestBench runs `zhost bench -json` with two worker processes (real
-// re-executed zhost binaries) against an in-process server, and checks
-// every phase reported sensible figures and the objects really exist.
+// re-executed zhost binaries) for two rounds against an in-process
+// server, and checks every phase reported sensible figures for each round
+// and the objects of every round really exist.
 func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the zhost binary")
@@ -34,7 +35,7 @@ func TestBench(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 
 	code, out, errOut := runCmd(t, "bench", "-server", srv.Addr().String(), "-objects", "50", "-size", "100",
-		"-concurrency", "2", "-commits", "30", "-misses", "40", "-json", "-exe", exe)
+		"-concurrency", "2", "-commits", "30", "-misses", "40", "-rounds", "2", "-json", "-exe", exe)
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -48,15 +49,19 @@ func TestBench(t *testing.T) {
 		if !ok || r.Count != n || r.ObjectsPerSec <= 0 {
 			t.Errorf("%s: %+v, want count %d and a rate", phase, r, n)
 		}
+		if len(r.Rounds) != 2 || r.ObjectsPerSec < min(r.Rounds[0], r.Rounds[1]) || r.ObjectsPerSec > max(r.Rounds[0], r.Rounds[1]) {
+			t.Errorf("%s: rate %v is not the median of its rounds %v", phase, r.ObjectsPerSec, r.Rounds)
+		}
 	}
 	for _, phase := range []string{"commit", "miss"} {
 		if r := res[phase]; r.P50Ms <= 0 || r.P99Ms < r.P50Ms {
 			t.Errorf("%s latencies: %+v", phase, r)
 		}
 	}
-	// 2 workers x (50 objects + a container) exist, reachable from the root.
+	// 2 workers x 2 rounds x (50 objects + a container) exist, reachable
+	// from the root.
 	root, err := st.Load(ctx, storage.RootOid)
-	if err != nil || len(root.Refs) != 2 {
+	if err != nil || len(root.Refs) != 4 {
 		t.Fatalf("root after bench: %+v, %v", root, err)
 	}
 	for _, c := range root.Refs {
@@ -82,5 +87,8 @@ func TestBenchUsage(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "bench", "-server", "x:1", "-objects", "0"); code != ExitUsage {
 		t.Fatalf("zero objects: exit %d", code)
+	}
+	if code, _, _ := runCmd(t, "bench", "-server", "x:1", "-rounds", "0"); code != ExitUsage {
+		t.Fatalf("zero rounds: exit %d", code)
 	}
 }
