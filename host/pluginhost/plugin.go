@@ -48,6 +48,7 @@ type Plugin struct {
 	state     state
 	gen       uint64 // bumped at every successful start
 	proc      *plugin.Client
+	pid       int // of proc's process
 	conn      *sdk.Client
 	desc      sdk.Description
 	path      string
@@ -96,9 +97,7 @@ func (p *Plugin) Status() Status {
 		st.Path, _ = p.m.resolvePath(p.spec)
 	}
 	if p.state == stateRunning && p.proc != nil {
-		if rc := p.proc.ReattachConfig(); rc != nil {
-			st.Pid = rc.Pid
-		}
+		st.Pid = p.pid
 	}
 	if p.lastErr != nil {
 		st.LastError = p.lastErr.Error()
@@ -186,7 +185,7 @@ func (p *Plugin) start(ctx context.Context) error {
 	restart := p.state == stateRestarting
 	p.mu.Unlock()
 
-	proc, conn, desc, path, err := p.launch(ctx)
+	l, err := p.launch(ctx)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -207,31 +206,43 @@ func (p *Plugin) start(ctx context.Context) error {
 	}
 	p.startFailures, p.retryAt = 0, time.Time{}
 	if p.state == stateClosed {
-		go proc.Kill()
+		go func() {
+			l.proc.Kill()
+			killGroup(l.pid)
+		}()
 		return fmt.Errorf("%s: %w", p.spec.label(), ErrClosed)
 	}
 	p.gen++
-	p.proc, p.conn, p.desc, p.path = proc, conn, desc, path
+	p.proc, p.pid, p.conn, p.desc, p.path = l.proc, l.pid, l.conn, l.desc, l.path
 	p.state = stateRunning
 	p.started = time.Now()
 	if restart {
 		p.restarts++
-		p.logger.Info("plugin restarted", "restarts", p.restarts, "version", desc.Version)
+		p.logger.Info("plugin restarted", "restarts", p.restarts, "version", l.desc.Version)
 	} else {
-		p.logger.Debug("plugin started", "path", path, "version", desc.Version)
+		p.logger.Debug("plugin started", "path", l.path, "version", l.desc.Version)
 	}
 	gen := p.gen
 	p.m.wg.Add(1)
-	go p.watch(gen, conn)
+	go p.watch(gen, l.conn)
 	return nil
 }
 
+// launched is a plugin process that completed its handshake.
+type launched struct {
+	proc *plugin.Client
+	pid  int
+	conn *sdk.Client
+	desc sdk.Description
+	path string
+}
+
 // launch starts one process and completes the handshake and Describe.
-func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.Description, string, error) {
+func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 	label := p.spec.label()
 	path, err := p.m.resolvePath(p.spec)
 	if err != nil {
-		return nil, nil, sdk.Description{}, "", err
+		return nil, err
 	}
 	args := p.spec.Args
 	if p.spec.Name == BuiltinName {
@@ -246,20 +257,17 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.D
 	}
 	cmd.Env = append(cmd.Env, sdk.EnvLogLevel+"="+levelName(p.m.opts.Logger.GetLevel()))
 
-	var secure *plugin.SecureConfig
+	var sum []byte // checked by the runner before every start
 	if p.spec.SHA256 != "" {
-		sum, err := parseSHA256(p.spec.SHA256)
-		if err != nil {
-			return nil, nil, sdk.Description{}, path, fmt.Errorf("%s: %w", label, err)
+		if sum, err = parseSHA256(p.spec.SHA256); err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.ClientPluginSets(p.spec.Name),
-		Cmd:              cmd,
-		SecureConfig:     secure,
+		RunnerFunc:       newRunnerFunc(cmd, sum),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           pluginLogger{p.logger},
 		StartTimeout:     p.m.opts.StartTimeout,
@@ -267,12 +275,12 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.D
 		SyncStdout:       stdoutLogger{p.logger},
 		SyncStderr:       stdoutLogger{p.logger},
 	})
-	fail := func(err error) (*plugin.Client, *sdk.Client, sdk.Description, string, error) {
+	fail := func(err error) (*launched, error) {
 		if cmd.Process != nil {
 			killGroup(cmd.Process.Pid)
 		}
 		proc.Kill()
-		return nil, nil, sdk.Description{}, path, err
+		return nil, err
 	}
 	rpc, err := proc.Client()
 	if err != nil {
@@ -297,7 +305,7 @@ func (p *Plugin) launch(ctx context.Context) (*plugin.Client, *sdk.Client, sdk.D
 			return fail(fmt.Errorf("%s: %w", label, err))
 		}
 	}
-	return proc, conn, desc, path, nil
+	return &launched{proc: proc, pid: cmd.Process.Pid, conn: conn, desc: desc, path: path}, nil
 }
 
 // startError turns go-plugin's start errors into ones an operator can act
@@ -408,15 +416,11 @@ func (p *Plugin) backoff(n int) time.Duration {
 // stop ends the plugin process for good (Manager.Close).
 func (p *Plugin) stop() {
 	p.mu.Lock()
-	proc := p.proc
+	proc, pid := p.proc, p.pid
 	running := p.state == stateRunning
 	p.state = stateClosed
 	p.mu.Unlock()
 	if proc != nil {
-		pid := 0
-		if rc := proc.ReattachConfig(); rc != nil {
-			pid = rc.Pid
-		}
 		proc.Kill()
 		// Whatever the plugin started itself goes too.
 		killGroup(pid)
