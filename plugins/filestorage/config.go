@@ -64,6 +64,9 @@ type Options struct {
 	// Now is the clock tids are derived from; nil means time.Now. Tests
 	// set it to exercise a clock that goes backwards.
 	Now func() time.Time
+
+	// noPrealloc turns preallocation off (tests and benchmarks compare).
+	noPrealloc bool
 }
 
 func (o Options) withDefaults() (Options, error) {
