@@ -70,7 +70,8 @@ func (s *Storage) reserve(f *os.File, end int64) {
 		return
 	}
 	to := end + preallocChunk(end)
-	if err := extendFile(f, s.alloc, to); err != nil {
+	// Never from before s.end: the zeros fallback must not touch data.
+	if err := extendFile(f, max(s.alloc, s.end), to); err != nil {
 		s.allocRetry = end + minPrealloc
 		s.log.Warn("could not preallocate space in the data file; commits append without it", "path", s.path, "error", err)
 		if fi, serr := f.Stat(); serr == nil {
