@@ -43,8 +43,11 @@ func BenchmarkCommitOneRecord(b *testing.B) {
 		p       filestorage.SyncPolicy
 		writers int
 	}{
-		{filestorage.SyncAlways, 1}, {filestorage.SyncAlways, 8},
-		{filestorage.SyncGroup, 1}, {filestorage.SyncGroup, 8}, {filestorage.SyncGroup, 32},
+		// always and group side by side, so they compare in one run.
+		{filestorage.SyncAlways, 1}, {filestorage.SyncGroup, 1},
+		{filestorage.SyncAlways, 4}, {filestorage.SyncGroup, 4},
+		{filestorage.SyncAlways, 8}, {filestorage.SyncGroup, 8},
+		{filestorage.SyncGroup, 32},
 		{filestorage.SyncNone, 1}, {filestorage.SyncNone, 8},
 	}
 	for _, c := range cases {
