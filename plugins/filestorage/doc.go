@@ -9,7 +9,7 @@
 //	storage "main" {
 //	  type     = "filestorage"
 //	  path     = "var/Data.fs"
-//	  sync     = "group"   # "always" (default), "group" or "none"
+//	  sync     = "group"   # "group" (default), "always" or "none"
 //	  keep_old = true      # keep Data.fs.old after pack
 //	}
 //

@@ -436,8 +436,12 @@ func TestUndoRestoresByBackPointer(t *testing.T) {
 
 func TestSyncPolicies(t *testing.T) {
 	const writers, each = 8, 25
-	for _, p := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup, filestorage.SyncNone} {
-		t.Run(string(p), func(t *testing.T) {
+	for _, p := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup, filestorage.SyncNone, ""} {
+		name := string(p)
+		if p == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "Data.fs")
 			st := open(t, path, filestorage.Options{Sync: p})
 			ctx := testCtx(t)
@@ -478,7 +482,7 @@ func TestSyncPolicies(t *testing.T) {
 				if n != total {
 					t.Fatalf("always: %d fsyncs for %d commits", n, total)
 				}
-			case filestorage.SyncGroup:
+			case filestorage.SyncGroup, "": // the default is group commit
 				if n >= total || n == 0 {
 					t.Fatalf("group: %d fsyncs for %d concurrent commits; want shared fsyncs", n, total)
 				}
@@ -564,7 +568,7 @@ func TestConfig(t *testing.T) {
 	if a := byName["path"]; a.Type != zhcl.TypePath || !a.Required {
 		t.Fatalf("path attribute %+v", a)
 	}
-	if a := byName["sync"]; a.Type != zhcl.TypeString || a.Default != "always" {
+	if a := byName["sync"]; a.Type != zhcl.TypeString || a.Default != "group" {
 		t.Fatalf("sync attribute %+v", a)
 	}
 	for _, n := range []string{"keep_old", "read_only"} {
@@ -582,6 +586,13 @@ func TestConfig(t *testing.T) {
 	_, opts, err := filestorage.OptionsFromConfig(zhcl.Values{"path": path, "sync": "group", "keep_old": true}, nil)
 	if err != nil || opts.Sync != filestorage.SyncGroup || !opts.KeepOld || opts.ReadOnly {
 		t.Fatalf("options %+v, %v", opts, err)
+	}
+	_, opts, err = filestorage.OptionsFromConfig(zhcl.Values{"path": path, "sync": "always"}, nil)
+	if err != nil || opts.Sync != filestorage.SyncAlways {
+		t.Fatalf("options %+v, %v", opts, err)
+	}
+	if _, opts, err = filestorage.OptionsFromConfig(zhcl.Values{"path": path}, nil); err != nil || opts.Sync != filestorage.SyncGroup {
+		t.Fatalf("default options %+v, %v; want sync group", opts, err)
 	}
 	for _, bad := range []zhcl.Values{
 		{},
