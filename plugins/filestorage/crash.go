@@ -28,8 +28,13 @@ func DamageTail(path string, n int64, garbage bool) error {
 	end := size
 	if size > fileHeaderSize {
 		d := &dataFile{f: f}
-		if end, err = d.dataEnd(fileHeaderSize, size); err != nil {
+		nz, err := d.dataEnd(fileHeaderSize, size)
+		if err != nil {
 			return fmt.Errorf("damage %s: %w", path, err)
+		}
+		end = nz
+		if h, ok := d.txnEndingNear(nz, size); ok {
+			end = h.end()
 		}
 	}
 	n = min(n, end-fileHeaderSize)

@@ -313,8 +313,8 @@ func (s *Storage) recover(size int64) error {
 		// transaction that verifies and committed, the damage is in the
 		// middle (bit rot, a bad sector): cutting there would drop
 		// acknowledged transactions.
-		if h, err := s.file.readTxnHeaderBefore(dataEnd); err == nil && h.pos > end {
-			if p, err := s.file.readTxnAt(h.pos, dataEnd); err == nil && p.status != statusCheckpoint {
+		if h, ok := s.file.txnEndingNear(dataEnd, size); ok && h.pos > end {
+			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint {
 				return fmt.Errorf("damaged transaction at %d (%v), but valid transactions follow it up to %s at %d: not a torn tail, refusing to cut committed data (restore Data.fs or repair it): %w",
 					end, stopErr, p.tid, h.pos, errCorrupt)
 			}

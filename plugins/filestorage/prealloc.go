@@ -121,6 +121,18 @@ func (d *dataFile) dataEnd(from, size int64) (int64, error) {
 	return from, nil
 }
 
+// txnEndingNear finds the transaction that ends at or just after nz, the
+// end of the non-zero bytes (dataEnd): its trailer's length may end in
+// up to 7 zero bytes. ok is false if none verifies its trailer there.
+func (d *dataFile) txnEndingNear(nz, size int64) (h txnHeader, ok bool) {
+	for e := nz; e <= min(nz+7, size); e++ {
+		if h, err := d.readTxnHeaderBefore(e); err == nil {
+			return h, true
+		}
+	}
+	return txnHeader{}, false
+}
+
 // allZero reports whether b holds only zero bytes.
 func allZero(b []byte) bool {
 	for _, c := range b {

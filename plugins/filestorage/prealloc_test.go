@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/storage/storagetest"
 	"github.com/zhostdb/zhost/plugins/filestorage"
 )
 
@@ -405,5 +406,77 @@ func TestPackPreallocates(t *testing.T) {
 	}
 	if _, err := old.Load(ctx, 99); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("load of a missing oid: %v", err)
+	}
+}
+
+// TestTrailerEndingInZeros: a transaction whose length is a multiple of
+// 256 ends in zero bytes (its trailer's length field), so the last
+// non-zero byte of the file is not the end of the data. Damage before
+// it is still found to be in the middle, and a torn copy of it is saved
+// whole.
+func TestTrailerEndingInZeros(t *testing.T) {
+	ctx := testCtx(t)
+	// 36 header + 49 record header + data + 12 trailer = 512 bytes.
+	data := bytes.Repeat([]byte("z"), 512-36-49-12)
+	write := func(st storage.Storage, oid storage.Oid, serial storage.Tid) storage.Tid {
+		t.Helper()
+		tid, err := storagetest.Commit(ctx, st, storage.TxMeta{}, storage.Record{Oid: oid, Serial: serial, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tid
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Data.fs")
+	st := open(t, path, filestorage.Options{})
+	counter(t, st, 1, 2)
+	mid := st.DataEnd()
+	tid := write(st, 5, 0)
+	before := st.DataEnd()
+	write(st, 5, tid)
+	if got := st.DataEnd() - before; got != 512 {
+		t.Fatalf("transaction of %d bytes, want 512", got)
+	}
+	live := filepath.Join(dir, "Live.fs")
+	copyFile(t, path, live) // with the preallocated zeros
+	closeOK(t, st)
+
+	// Zeros over the header of a transaction in the middle, followed by
+	// transactions that verify: refused, with or without zeros after.
+	for _, p := range []string{path, live} {
+		damaged := p + ".damaged"
+		copyFile(t, p, damaged)
+		f, err := os.OpenFile(damaged, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(make([]byte, 40), mid); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if st, err := filestorage.Open(damaged, filestorage.Options{Logger: testLogger(t)}); err == nil {
+			st.Close()
+			t.Fatalf("%s: opened a file whose middle transaction lost its header", filepath.Base(p))
+		}
+	}
+
+	// A torn last transaction is saved whole, with or without zeros
+	// after it.
+	for _, p := range []string{path, live} {
+		if err := filestorage.DamageTail(p, 5, false); err != nil {
+			t.Fatal(err)
+		}
+		st := open(t, p, filestorage.Options{})
+		if got := load(t, st, 5).Serial; got != tid {
+			t.Fatalf("%s: oid 5 at %s, want %s", filepath.Base(p), got, tid)
+		}
+		tr, err := os.ReadFile(p + ".tr0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tr) != 512 && len(tr) != 507 {
+			t.Fatalf("%s: saved %d bytes of the torn transaction", filepath.Base(p), len(tr))
+		}
+		closeOK(t, st)
 	}
 }
