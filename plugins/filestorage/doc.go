@@ -104,10 +104,12 @@
 // every stored serial against the newest written one, and writes the
 // whole transaction with status 'c' in one write. Finish flips the
 // status, then per Options.Sync: "always" fsyncs and publishes under the
-// commit lock; "group" releases the lock first and joins a shared fsync
-// (one leader syncs for every transaction written meanwhile and publishes
-// them in commit order), so concurrent committers share fsyncs and each
-// Finish still returns only once its transaction is durable and visible;
+// commit lock; "group" (the default) releases the lock first and joins a
+// shared fsync (one leader syncs for every transaction written meanwhile
+// and publishes them in commit order), so concurrent committers share
+// fsyncs and each Finish still returns only once its transaction is
+// durable and visible. A lone committer's leader syncs at once; with
+// others between Vote and Finish it waits for them up to half an fsync.
 // "none" publishes without fsync. Abort after Vote overwrites the
 // transaction with zeros (truncates it away if over 1 MiB or if nothing
 // is preallocated).
