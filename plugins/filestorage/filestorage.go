@@ -379,14 +379,13 @@ func (s *Storage) verifyIndex(x *indexFile, size int64) error {
 	return nil
 }
 
-// cutTail truncates the data file at end, saving the bytes up to dataEnd
-// (the zeros after it are preallocated space) as Data.fs.trN. A read-only
-// open only ignores them.
-func (s *Storage) cutTail(end, dataEnd int64, why error) error {
-	size := dataEnd
+// cutTail truncates the data file at end, saving the bytes up to to (the
+// zeros after it are preallocated space) as Data.fs.trN. A read-only open
+// only ignores them.
+func (s *Storage) cutTail(end, to int64, why error) error {
 	if s.opts.ReadOnly {
 		s.log.Warn("data file has a torn or unfinished tail; ignoring it (read-only)",
-			"path", s.path, "at", end, "bytes", size-end, "reason", why)
+			"path", s.path, "at", end, "bytes", to-end, "reason", why)
 		return nil
 	}
 	var saved string
@@ -399,7 +398,7 @@ func (s *Storage) cutTail(end, dataEnd int64, why error) error {
 		if err != nil {
 			return fmt.Errorf("save torn tail: %w", err)
 		}
-		_, cerr := io.Copy(f, io.NewSectionReader(s.file.f, end, size-end))
+		_, cerr := io.Copy(f, io.NewSectionReader(s.file.f, end, to-end))
 		if cerr == nil {
 			cerr = f.Sync()
 		}
@@ -422,7 +421,7 @@ func (s *Storage) cutTail(end, dataEnd int64, why error) error {
 		return err
 	}
 	s.log.Warn("truncated a torn or unfinished tail of the data file",
-		"path", s.path, "at", end, "bytes", size-end, "saved_as", saved, "reason", why)
+		"path", s.path, "at", end, "bytes", to-end, "saved_as", saved, "reason", why)
 	return nil
 }
 
