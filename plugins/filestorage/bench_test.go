@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,21 +34,38 @@ func benchOpen(b *testing.B, path string, opts filestorage.Options) *filestorage
 
 // BenchmarkCommitOneRecord measures 1-record commits per second under
 // each sync policy, with one writer and with 8 (and, for group commit, 32)
-// concurrent writers, each on its own object so they never conflict.
+// concurrent writers, each on its own object so they never conflict; with
+// a syncing policy, without preallocation of the data file (as before it
+// existed) and with it, one after the other, so the two compare in the
+// same run.
 func BenchmarkCommitOneRecord(b *testing.B) {
 	cases := []struct {
 		p       filestorage.SyncPolicy
 		writers int
 	}{
-		{filestorage.SyncAlways, 1}, {filestorage.SyncAlways, 8},
-		{filestorage.SyncGroup, 1}, {filestorage.SyncGroup, 8}, {filestorage.SyncGroup, 32},
+		// always and group side by side, so they compare in one run.
+		{filestorage.SyncAlways, 1}, {filestorage.SyncGroup, 1},
+		{filestorage.SyncAlways, 4}, {filestorage.SyncGroup, 4},
+		{filestorage.SyncAlways, 8}, {filestorage.SyncGroup, 8},
+		{filestorage.SyncGroup, 32},
 		{filestorage.SyncNone, 1}, {filestorage.SyncNone, 8},
 	}
 	for _, c := range cases {
-		{
+		for _, prealloc := range []bool{false, true} {
 			p, writers := c.p, c.writers
-			b.Run(fmt.Sprintf("sync=%s/writers=%d", p, writers), func(b *testing.B) {
-				st := benchOpen(b, filepath.Join(b.TempDir(), "Data.fs"), filestorage.Options{Sync: p})
+			opts := filestorage.Options{Sync: p}
+			name := fmt.Sprintf("sync=%s/writers=%d", p, writers)
+			if p != filestorage.SyncNone { // never preallocates
+				name += "/prealloc=on"
+				if !prealloc {
+					opts = filestorage.WithoutPrealloc(opts)
+					name = strings.Replace(name, "=on", "=off", 1)
+				}
+			} else if !prealloc {
+				continue
+			}
+			b.Run(name, func(b *testing.B) {
+				st := benchOpen(b, filepath.Join(b.TempDir(), "Data.fs"), opts)
 				defer st.Close()
 				ctx := context.Background()
 				oids, err := st.NewOids(ctx, writers)

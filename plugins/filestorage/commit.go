@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -245,10 +246,12 @@ func (t *txn) voteLocked() error {
 	s.mu.RLock()
 	d := s.file
 	s.mu.RUnlock()
+	s.reserve(d.f, t.end)
 	if _, err := d.f.WriteAt(buf, t.start); err != nil {
-		_ = d.f.Truncate(t.start)
+		s.cutAt(d.f, t.start)
 		return fmt.Errorf("filestorage: vote: write transaction at %d: %w", t.start, err)
 	}
+	s.alloc = max(s.alloc, t.end)
 	d.grow(t.end)
 	if cap(b.buf) > 4<<20 {
 		b.buf = nil // do not pin a huge buffer
@@ -258,7 +261,7 @@ func (t *txn) voteLocked() error {
 
 // currentFile returns the current generation's file. Only the commit-lock
 // holder calls it; pack swaps generations under the commit lock.
-func (s *Storage) currentFile() fileHandle {
+func (s *Storage) currentFile() *os.File {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.file.f
@@ -282,7 +285,7 @@ func (t *txn) Finish(ctx context.Context) (storage.Tid, error) {
 	defer s.unregister(t)
 	f := s.currentFile()
 	if _, err := f.WriteAt([]byte{statusCommitted}, t.start+txnStatusOff); err != nil {
-		_ = f.Truncate(t.start)
+		s.cutAt(f, t.start)
 		s.inflight.Add(-1)
 		s.commit.Unlock()
 		return 0, fmt.Errorf("filestorage: finish %s: mark committed: %w", t.tid, err)
@@ -436,11 +439,7 @@ func (t *txn) abort() {
 	}
 	s := t.s
 	if t.state == txVoted {
-		if err := s.currentFile().Truncate(t.start); err != nil {
-			// The checkpoint status keeps the bytes from ever counting
-			// as committed; the next vote overwrites them.
-			s.log.Warn("abort: could not truncate the voted transaction", "path", s.path, "error", err)
-		}
+		s.unwrite(s.currentFile(), t.start, t.end)
 		s.inflight.Add(-1)
 		s.commit.Unlock()
 	}
@@ -449,10 +448,37 @@ func (t *txn) abort() {
 	s.unregister(t)
 }
 
-// fileHandle is the part of *os.File committers use.
-type fileHandle interface {
-	WriteAt(b []byte, off int64) (int, error)
-	Truncate(size int64) error
+// maxZeroedAbort is the largest voted transaction Abort overwrites with
+// zeros, keeping the preallocated space; a larger one is truncated away.
+const maxZeroedAbort = 1 << 20
+
+// unwrite removes the voted transaction at [start, end) from the file,
+// leaving zeros or nothing after the data. The caller holds the commit
+// lock.
+func (s *Storage) unwrite(f *os.File, start, end int64) {
+	if s.alloc > end && end-start <= maxZeroedAbort {
+		err := zeroFill(f, start, end)
+		if err == nil {
+			return
+		}
+		s.log.Warn("abort: could not zero the voted transaction; truncating it", "path", s.path, "error", err)
+	}
+	s.cutAt(f, start)
+}
+
+// cutAt truncates the file at end after a failed or aborted write. On
+// failure the checkpoint status keeps the bytes from ever counting as
+// committed (open cuts them), and the next vote overwrites them. The
+// caller holds the commit lock.
+func (s *Storage) cutAt(f *os.File, end int64) {
+	if err := f.Truncate(end); err != nil {
+		s.log.Warn("could not truncate a voted transaction", "path", s.path, "at", end, "error", err)
+		if fi, err := f.Stat(); err == nil {
+			s.alloc = fi.Size()
+		}
+		return
+	}
+	s.alloc = end
 }
 
 var _ storage.Txn = (*txn)(nil)

@@ -14,14 +14,15 @@ type SyncPolicy string
 
 const (
 	// SyncAlways: every Finish fsyncs Data.fs before it returns, holding
-	// the commit lock. The default: a finished transaction survives
-	// power loss.
+	// the commit lock, so the next committer waits for the fsync. A
+	// finished transaction survives power loss.
 	SyncAlways SyncPolicy = "always"
 	// SyncGroup: Finish releases the commit lock before it fsyncs, so the
 	// next committer writes while earlier ones wait, and one fsync covers
 	// every transaction written meanwhile. Finish still returns only once
-	// its transaction is durable, so this is as safe as SyncAlways and
-	// faster with concurrent committers.
+	// its transaction is durable and visible, so this is as safe as
+	// SyncAlways; a lone committer syncs at once, with no added wait, and
+	// concurrent ones share fsyncs. The default.
 	SyncGroup SyncPolicy = "group"
 	// SyncNone: never fsync on commit (the operating system writes back
 	// when it likes). A crash of the machine may lose the newest
@@ -43,9 +44,9 @@ func (p SyncPolicy) valid() bool {
 const DefaultIndexInterval = 64 << 20
 
 // Options configures Open. The zero value is a read-write storage that
-// fsyncs every commit and keeps no Data.fs.old after pack.
+// fsyncs every commit (group commit) and keeps no Data.fs.old after pack.
 type Options struct {
-	// Sync is the commit sync policy; empty means SyncAlways.
+	// Sync is the commit sync policy; empty means SyncGroup.
 	Sync SyncPolicy
 	// KeepOld keeps the pre-pack file as Data.fs.old (replacing an older
 	// one) instead of deleting it.
@@ -64,11 +65,14 @@ type Options struct {
 	// Now is the clock tids are derived from; nil means time.Now. Tests
 	// set it to exercise a clock that goes backwards.
 	Now func() time.Time
+
+	// noPrealloc turns preallocation off (tests and benchmarks compare).
+	noPrealloc bool
 }
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Sync == "" {
-		o.Sync = SyncAlways
+		o.Sync = SyncGroup
 	}
 	if !o.Sync.valid() {
 		return o, fmt.Errorf("sync policy %q: want %q, %q or %q", o.Sync, SyncAlways, SyncGroup, SyncNone)
@@ -91,8 +95,8 @@ func Schema() zhcl.Schema {
 	return zhcl.Schema{Attributes: []zhcl.Attribute{
 		{Name: "path", Type: zhcl.TypePath, Required: true,
 			Description: "The data file (Data.fs). Its index, lock and pack files sit beside it."},
-		{Name: "sync", Type: zhcl.TypeString, Default: string(SyncAlways),
-			Description: `When commits are flushed to disk: "always" (fsync each commit), "group" (concurrent commits share fsyncs; as durable as "always"), "none" (leave it to the operating system).`},
+		{Name: "sync", Type: zhcl.TypeString, Default: string(SyncGroup),
+			Description: `When commits are flushed to disk: "group" (fsync each commit before it returns; concurrent commits share fsyncs), "always" (fsync each commit on its own, holding the commit lock), "none" (leave it to the operating system: a machine crash may lose the newest commits).`},
 		{Name: "keep_old", Type: zhcl.TypeBool, Default: false,
 			Description: "Keep the file as it was before the last pack as Data.fs.old."},
 		{Name: "read_only", Type: zhcl.TypeBool, Default: false,
@@ -108,7 +112,7 @@ func OptionsFromConfig(v zhcl.Values, logger hclog.Logger) (string, Options, err
 	if !ok || path == "" {
 		return "", opts, fmt.Errorf("filestorage: attribute \"path\" is required and must be a string")
 	}
-	opts.Sync = SyncAlways
+	opts.Sync = SyncGroup
 	if raw, present := v["sync"]; present {
 		s, ok := raw.(string)
 		if !ok {

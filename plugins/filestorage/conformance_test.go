@@ -41,16 +41,16 @@ func TestConformance(t *testing.T) {
 	storagetest.Run(t, factory(filestorage.Options{}))
 }
 
-func TestConformanceGroupCommit(t *testing.T) {
+func TestConformanceAlways(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short: the default policy runs the suite")
+		t.Skip("short: the default policy (group) runs the suite")
 	}
-	storagetest.Run(t, factory(filestorage.Options{Sync: filestorage.SyncGroup}))
+	storagetest.Run(t, factory(filestorage.Options{Sync: filestorage.SyncAlways}))
 }
 
 func TestConformanceNoSync(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short: the default policy runs the suite")
+		t.Skip("short: the default policy (group) runs the suite")
 	}
 	storagetest.Run(t, factory(filestorage.Options{Sync: filestorage.SyncNone}))
 }

@@ -1,6 +1,9 @@
 package filestorage
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // OpenStats reports whether open trusted the saved index and how many
 // bytes of transactions it scanned.
@@ -21,3 +24,26 @@ func (s *Storage) SetIndexSaveHook(hook func()) { s.indexSaveHook = hook }
 
 // SaveIndex saves the index now if it changed.
 func (s *Storage) SaveIndex() error { return s.writeIndex() }
+
+// WithoutPrealloc returns o with preallocation of the data file turned
+// off, as before it existed (benchmarks compare the two).
+func WithoutPrealloc(o Options) Options { o.noPrealloc = true; return o }
+
+// Alloc reports the data file's size as the storage keeps it: the end of
+// the data plus the preallocated space.
+func (s *Storage) Alloc() int64 {
+	if err := s.commit.Lock(context.Background()); err != nil {
+		return -1
+	}
+	defer s.commit.Unlock()
+	return s.alloc
+}
+
+// DataEnd reports the end of the newest written transaction.
+func (s *Storage) DataEnd() int64 {
+	if err := s.commit.Lock(context.Background()); err != nil {
+		return -1
+	}
+	defer s.commit.Unlock()
+	return s.end
+}

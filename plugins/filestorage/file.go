@@ -33,6 +33,10 @@ func newDataFile(f *os.File, size int64) *dataFile {
 	return d
 }
 
+// setLimit sets the read limit to the end of the data, once open has
+// found it (the file may be longer: preallocated zeros).
+func (d *dataFile) setLimit(end int64) { d.limit.Store(end) }
+
 // grow raises the read limit after an append.
 func (d *dataFile) grow(end int64) {
 	for {
@@ -211,6 +215,11 @@ type scanner struct {
 	pos   int64
 	limit int64
 	buf   []byte
+	// zeroEnds makes an all-zero header (or an all-zero remainder shorter
+	// than a header) the end of the data, as io.EOF: open scans the whole
+	// file, preallocated zeros included. Readers of the visible part
+	// (pack, Iterate) leave it off, so zeros inside it are damage.
+	zeroEnds bool
 }
 
 func newScanner(d *dataFile, from, limit int64) *scanner {
@@ -229,12 +238,21 @@ func (s *scanner) next() (*parsedTxn, error) {
 	if s.pos == s.limit {
 		return nil, io.EOF
 	}
+	var hb [txnHeaderSize]byte
 	if s.pos+txnHeaderSize > s.limit {
+		rest := hb[:s.limit-s.pos]
+		if s.zeroEnds {
+			if _, err := io.ReadFull(s.r, rest); err == nil && allZero(rest) {
+				return nil, io.EOF
+			}
+		}
 		return nil, fmt.Errorf("transaction at %d: header beyond end %d: %w", s.pos, s.limit, errCorrupt)
 	}
-	var hb [txnHeaderSize]byte
 	if _, err := io.ReadFull(s.r, hb[:]); err != nil {
 		return nil, fmt.Errorf("read transaction at %d: %w", s.pos, err)
+	}
+	if s.zeroEnds && allZero(hb[:]) {
+		return nil, io.EOF
 	}
 	h := decodeTxnHeader(hb[:], s.pos)
 	if err := checkTxnHeader(&h, s.limit); err != nil {

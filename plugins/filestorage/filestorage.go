@@ -45,6 +45,10 @@ type Storage struct {
 	end         int64       // end of the newest written transaction
 	lastWritten storage.Tid // tid of the newest written transaction
 	builder     txnBuilder
+	// alloc is the data file's size: end plus preallocated zeros.
+	// allocRetry holds off the next extension after one failed.
+	alloc      int64
+	allocRetry int64
 
 	// qmu guards transactions that are finished (written, status
 	// committed) but not yet visible: group commit publishes them after
@@ -248,6 +252,7 @@ func (s *Storage) recover(size int64) error {
 	}
 	scanned := 0
 	sc := newScanner(s.file, start, size)
+	sc.zeroEnds = true
 	end := start // end of the last good transaction
 	var stopErr error
 	for {
@@ -279,23 +284,55 @@ func (s *Storage) recover(size int64) error {
 		scanned++
 	}
 	s.openIndexUsed, s.openScanned = start > fileHeaderSize, end-start
-	if end < size && stopErr != nil && errors.Is(stopErr, errCorrupt) {
-		// A torn tail ends the file. If the file still ends with a
+	// What follows the last good transaction: nothing, preallocated
+	// zeros (kept as they are), or a torn or unfinished transaction
+	// (possibly followed by zeros), which is cut off.
+	dataEnd := size
+	if end < size {
+		if dataEnd, err = s.file.dataEnd(end, size); err != nil {
+			return err
+		}
+		if dataEnd > end && stopErr == nil {
+			stopErr = fmt.Errorf("zero transaction header at %d followed by non-zero bytes up to %d: %w", end, dataEnd, errCorrupt)
+		}
+	}
+	// What is saved aside: up to the last non-zero byte, or as far as the
+	// torn transaction's header says if that is further (its last bytes
+	// may be zeros).
+	saveEnd := dataEnd
+	if dataEnd > end {
+		var hb [16]byte
+		if n, _ := s.file.f.ReadAt(hb[:], end); n == len(hb) {
+			if l := binary.BigEndian.Uint64(hb[8:]); l >= txnHeaderSize+txnTrailerSize {
+				saveEnd = max(saveEnd, end+int64(min(l, uint64(size-end))))
+			}
+		}
+	}
+	if end < dataEnd && stopErr != nil && errors.Is(stopErr, errCorrupt) {
+		// A torn tail ends the data. If the data still ends with a
 		// transaction that verifies and committed, the damage is in the
 		// middle (bit rot, a bad sector): cutting there would drop
 		// acknowledged transactions.
-		if h, err := s.file.readTxnHeaderBefore(size); err == nil && h.pos > end {
-			if p, err := s.file.readTxnAt(h.pos, size); err == nil && p.status != statusCheckpoint {
+		if h, ok := s.file.txnEndingNear(dataEnd, size); ok && h.pos > end {
+			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint {
 				return fmt.Errorf("damaged transaction at %d (%v), but valid transactions follow it up to %s at %d: not a torn tail, refusing to cut committed data (restore Data.fs or repair it): %w",
 					end, stopErr, p.tid, h.pos, errCorrupt)
 			}
 		}
 	}
-	if end < size {
-		if err := s.cutTail(end, size, stopErr); err != nil {
+	s.alloc = size
+	switch {
+	case end < dataEnd:
+		if err := s.cutTail(end, saveEnd, stopErr); err != nil {
 			return err
 		}
+		if !s.opts.ReadOnly {
+			s.alloc = end
+		}
+	case end < size:
+		s.log.Debug("preallocated space after the data", "path", s.path, "data_end", end, "bytes", size-end)
 	}
+	s.file.setLimit(end)
 	if nextOid == storage.RootOid {
 		nextOid = 1 // the root is never handed out by NewOids
 	}
@@ -342,12 +379,13 @@ func (s *Storage) verifyIndex(x *indexFile, size int64) error {
 	return nil
 }
 
-// cutTail truncates the data file at end, saving the bytes cut off as
-// Data.fs.trN. A read-only open only ignores them.
-func (s *Storage) cutTail(end, size int64, why error) error {
+// cutTail truncates the data file at end, saving the bytes up to to (the
+// zeros after it are preallocated space) as Data.fs.trN. A read-only open
+// only ignores them.
+func (s *Storage) cutTail(end, to int64, why error) error {
 	if s.opts.ReadOnly {
 		s.log.Warn("data file has a torn or unfinished tail; ignoring it (read-only)",
-			"path", s.path, "at", end, "bytes", size-end, "reason", why)
+			"path", s.path, "at", end, "bytes", to-end, "reason", why)
 		return nil
 	}
 	var saved string
@@ -360,7 +398,7 @@ func (s *Storage) cutTail(end, size int64, why error) error {
 		if err != nil {
 			return fmt.Errorf("save torn tail: %w", err)
 		}
-		_, cerr := io.Copy(f, io.NewSectionReader(s.file.f, end, size-end))
+		_, cerr := io.Copy(f, io.NewSectionReader(s.file.f, end, to-end))
 		if cerr == nil {
 			cerr = f.Sync()
 		}
@@ -383,7 +421,7 @@ func (s *Storage) cutTail(end, size int64, why error) error {
 		return err
 	}
 	s.log.Warn("truncated a torn or unfinished tail of the data file",
-		"path", s.path, "at", end, "bytes", size-end, "saved_as", saved, "reason", why)
+		"path", s.path, "at", end, "bytes", to-end, "saved_as", saved, "reason", why)
 	return nil
 }
 
@@ -667,6 +705,16 @@ func (s *Storage) Close() error {
 	if !s.opts.ReadOnly && s.broken.Load() == nil {
 		if err := s.writeIndex(); err != nil {
 			errs = append(errs, err)
+		}
+		// Every writer is gone: cut the preallocated zeros, so the file
+		// on disk is exactly its data.
+		s.mu.RLock()
+		d := s.file
+		s.mu.RUnlock()
+		if d != nil {
+			if err := s.trimSlack(d.f, s.syncTarget()); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	s.mu.Lock()

@@ -364,7 +364,7 @@ func TestUndoRestoresByBackPointer(t *testing.T) {
 	t1 := commit(t, st, storage.Record{Oid: storage.RootOid, Data: []byte("root"), Refs: []storage.Oid{x}},
 		storage.Record{Oid: x, Data: big, Refs: []storage.Oid{storage.RootOid}})
 	t2 := commit(t, st, storage.Record{Oid: x, Serial: t1, Data: []byte("small")})
-	size := fileSize(t, path)
+	size := st.DataEnd()
 	u1, changed, err := st.Undo(ctx, t2, storage.TxMeta{User: "undoer"})
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestUndoRestoresByBackPointer(t *testing.T) {
 	if !slices.Equal(changed, []storage.Oid{x}) {
 		t.Fatalf("undo changed %v, want [%s]", changed, x)
 	}
-	if grew := fileSize(t, path) - size; grew > 1000 {
+	if grew := st.DataEnd() - size; grew > 1000 {
 		t.Fatalf("undo of a 100 kB revision grew the file by %d bytes: it copied the data", grew)
 	}
 	rec := load(t, st, x)
@@ -436,8 +436,12 @@ func TestUndoRestoresByBackPointer(t *testing.T) {
 
 func TestSyncPolicies(t *testing.T) {
 	const writers, each = 8, 25
-	for _, p := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup, filestorage.SyncNone} {
-		t.Run(string(p), func(t *testing.T) {
+	for _, p := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup, filestorage.SyncNone, ""} {
+		name := string(p)
+		if p == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "Data.fs")
 			st := open(t, path, filestorage.Options{Sync: p})
 			ctx := testCtx(t)
@@ -478,7 +482,7 @@ func TestSyncPolicies(t *testing.T) {
 				if n != total {
 					t.Fatalf("always: %d fsyncs for %d commits", n, total)
 				}
-			case filestorage.SyncGroup:
+			case filestorage.SyncGroup, "": // the default is group commit
 				if n >= total || n == 0 {
 					t.Fatalf("group: %d fsyncs for %d concurrent commits; want shared fsyncs", n, total)
 				}
@@ -564,7 +568,7 @@ func TestConfig(t *testing.T) {
 	if a := byName["path"]; a.Type != zhcl.TypePath || !a.Required {
 		t.Fatalf("path attribute %+v", a)
 	}
-	if a := byName["sync"]; a.Type != zhcl.TypeString || a.Default != "always" {
+	if a := byName["sync"]; a.Type != zhcl.TypeString || a.Default != "group" {
 		t.Fatalf("sync attribute %+v", a)
 	}
 	for _, n := range []string{"keep_old", "read_only"} {
@@ -582,6 +586,13 @@ func TestConfig(t *testing.T) {
 	_, opts, err := filestorage.OptionsFromConfig(zhcl.Values{"path": path, "sync": "group", "keep_old": true}, nil)
 	if err != nil || opts.Sync != filestorage.SyncGroup || !opts.KeepOld || opts.ReadOnly {
 		t.Fatalf("options %+v, %v", opts, err)
+	}
+	_, opts, err = filestorage.OptionsFromConfig(zhcl.Values{"path": path, "sync": "always"}, nil)
+	if err != nil || opts.Sync != filestorage.SyncAlways {
+		t.Fatalf("options %+v, %v", opts, err)
+	}
+	if _, opts, err = filestorage.OptionsFromConfig(zhcl.Values{"path": path}, nil); err != nil || opts.Sync != filestorage.SyncGroup {
+		t.Fatalf("default options %+v, %v; want sync group", opts, err)
 	}
 	for _, bad := range []zhcl.Values{
 		{},
@@ -633,7 +644,7 @@ func TestPackWhileCommitting(t *testing.T) {
 	for !(storage.TidAt(time.Now()) >= packTid) {
 		time.Sleep(time.Millisecond)
 	}
-	before := fileSize(t, path)
+	before := st.DataEnd()
 
 	// Writers keep committing to half the objects; readers keep loading.
 	var commits atomic.Int64
@@ -705,7 +716,7 @@ func TestPackWhileCommitting(t *testing.T) {
 	if len(calls) == 0 || calls[len(calls)-1] != total || !slices.IsSorted(calls) {
 		t.Fatalf("progress calls %v, total %d", calls, total)
 	}
-	if after := fileSize(t, path); after >= before/4 {
+	if after := st.DataEnd(); after >= before/4 {
 		t.Fatalf("pack left %d of %d bytes", after, before)
 	}
 	if fileSize(t, path+".old") < before {
@@ -826,8 +837,8 @@ func TestIndexSavedPeriodically(t *testing.T) {
 	}
 	defer st2.Close()
 	used, scanned := st2.OpenStats()
-	if !used || scanned >= fileSize(t, crashed)/2 {
-		t.Fatalf("after a crash: index used %v, scanned %d of %d bytes", used, scanned, fileSize(t, crashed))
+	if !used || scanned >= st2.DataEnd()/2 {
+		t.Fatalf("after a crash: index used %v, scanned %d of %d bytes", used, scanned, st2.DataEnd())
 	}
 	if v := rootVersion(t, st2); v != 100 {
 		t.Fatalf("root at %d, want 100", v)

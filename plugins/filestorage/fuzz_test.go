@@ -56,6 +56,8 @@ func FuzzOpen(f *testing.F) {
 	f.Add(uint16(100), []byte("garbage garbage"), true)
 	f.Add(uint16(len(valid)-5), []byte{0, 0, 0, 0, 0}, true)
 	f.Add(uint16(8), []byte{1, 2, 3, 4}, false)
+	f.Add(uint16(len(valid)), make([]byte, 100), true)      // preallocated zeros after the data
+	f.Add(uint16(len(valid)-20), make([]byte, 4096), false) // a torn transaction, then zeros
 	f.Fuzz(func(t *testing.T, at uint16, patch []byte, keepIndex bool) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "Data.fs")

@@ -316,6 +316,20 @@ func (p *packer) run() error {
 	if err := p.w.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", p.f.Name(), err)
 	}
+	// The packed file is preallocated like the one it replaces; the
+	// fsync below makes its size durable with its data.
+	alloc := p.pos
+	if s.opts.Sync != SyncNone && !s.opts.noPrealloc {
+		to := p.pos + preallocChunk(p.pos)
+		if err := extendFile(p.f, p.pos, to); err != nil {
+			s.log.Warn("pack: could not preallocate space in the packed file", "path", s.path, "error", err)
+			if fi, err := p.f.Stat(); err == nil {
+				alloc = fi.Size()
+			}
+		} else {
+			alloc = to
+		}
+	}
 	if err := p.f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", p.f.Name(), err)
 	}
@@ -347,9 +361,15 @@ func (p *packer) run() error {
 	s.index = index
 	s.visEnd = p.pos
 	s.mu.Unlock()
+	if s.opts.KeepOld {
+		// Data.fs.old is exact, like a cleanly closed file.
+		if err := old.f.Truncate(end); err != nil {
+			s.log.Warn("pack: could not cut the preallocated space of the old file", "path", s.path+".old", "error", err)
+		}
+	}
 	old.release()
 	p.f = nil
-	s.end, s.synced = p.pos, p.pos
+	s.end, s.synced, s.alloc, s.allocRetry = p.pos, p.pos, alloc, 0
 	s.qmu.Lock()
 	s.writtenEnd = p.pos
 	clear(s.pending) // empty after the flush above; offsets of the old file

@@ -99,7 +99,7 @@ func TestRegressionMidFileDamageTruncatesLaterCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit(t, st, storage.Record{Oid: 1, Data: []byte("first")})
-	mid := fileSize(t, path)
+	mid := st.DataEnd()
 	commit(t, st, storage.Record{Oid: 2, Data: bytes.Repeat([]byte("m"), 4096)})
 	commit(t, st, storage.Record{Oid: 3, Data: []byte("third, acknowledged")})
 	if err := st.Close(); err != nil {
