@@ -169,7 +169,7 @@ func TestDefaults(t *testing.T) {
 		"path": filepath.Join(dir, "var/sessions"), "sync": true, "cache_size": int64(8 << 20),
 		"bloom_bits": float64(10), "write_buffer": int64(4 << 20), "read_only": false})
 	eq(t, "filestorage defaults", cfg.Storage("main").Config, Values{
-		"path": filepath.Join(dir, "var/Data.fs"), "sync": "always", "keep_old": false, "read_only": false})
+		"path": filepath.Join(dir, "var/Data.fs"), "sync": "group", "keep_old": false, "read_only": false})
 
 	se := cfg.Sessions
 	eq(t, "timeout", se.Timeout, 20*time.Minute)

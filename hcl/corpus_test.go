@@ -20,7 +20,7 @@ func testOptions() Options {
 		StorageTypes: map[string]Schema{
 			"filestorage": {Attributes: []Attribute{
 				{Name: "path", Type: TypePath, Required: true},
-				{Name: "sync", Type: TypeString, Default: "always", Enum: []string{"always", "group", "none"}},
+				{Name: "sync", Type: TypeString, Default: "group", Enum: []string{"always", "group", "none"}},
 				{Name: "keep_old", Type: TypeBool, Default: false},
 				{Name: "read_only", Type: TypeBool, Default: false},
 			}},
