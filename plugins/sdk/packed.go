@@ -20,6 +20,9 @@ const packHeader = 4
 // packRecordHeader is the fixed part of one packed record.
 const packRecordHeader = 8 + 8 + 4 + 4
 
+// packInitial is the first capacity of a packed batch.
+const packInitial = 64 << 10
+
 // packedBatch gathers records in the packed layout. The zero value is an
 // empty batch.
 type packedBatch struct {
@@ -31,8 +34,15 @@ type packedBatch struct {
 // The caller keeps data and refs under 4 GiB each (a record is bounded
 // by MaxMessageSize long before).
 func (p *packedBatch) add(rec storage.Record) {
+	need := packRecordHeader + len(rec.Data) + 8*len(rec.Refs)
 	if p.buf == nil {
-		p.buf = make([]byte, packHeader, packHeader+packRecordHeader+len(rec.Data)+8*len(rec.Refs))
+		p.buf = make([]byte, packHeader, max(packInitial, packHeader+need))
+	} else if cap(p.buf)-len(p.buf) < need {
+		// Double: append grows large slices by 1.25x, copying a batch
+		// of small records over and over.
+		grown := make([]byte, len(p.buf), max(2*cap(p.buf), len(p.buf)+need))
+		copy(grown, p.buf)
+		p.buf = grown
 	}
 	p.buf = binary.LittleEndian.AppendUint64(p.buf, uint64(rec.Oid))
 	p.buf = binary.LittleEndian.AppendUint64(p.buf, uint64(rec.Serial))
