@@ -51,6 +51,10 @@ func callsModeFromEnv() callsMode {
 	return callsPacked
 }
 
+// helloTimeout bounds the wait for the plugin's first message on a new
+// Calls stream; the call then goes unary, and the next call tries again.
+const helloTimeout = 10 * time.Second
+
 // callStream is one open Calls stream. Calls on it are safe for
 // concurrent use.
 type callStream struct {
@@ -111,11 +115,15 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 		cancel()
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, cancel)
+	// A plugin that neither answers nor fails must not keep the callers
+	// queued behind this one (on streamMu) past helloTimeout.
+	wait, waitCancel := context.WithTimeout(ctx, helloTimeout)
+	defer waitCancel()
+	stop := context.AfterFunc(wait, cancel)
 	hello, err := stream.Recv()
 	if !stop() {
 		cancel()
-		return nil, fmt.Errorf("open call stream: %w", ctx.Err())
+		return nil, fmt.Errorf("open call stream: no hello from the plugin: %w", wait.Err())
 	}
 	if err != nil {
 		cancel()

@@ -24,6 +24,10 @@ import (
 // what go-plugin dispenses (see ClientPluginSets); host/pluginhost wraps it
 // with supervision. All methods are safe for concurrent use.
 //
+// The hot storage calls travel on one persistent Calls stream, opened on
+// first use and multiplexed by call id; a plugin that does not serve it
+// gets the unary RPCs instead (see calls_client.go).
+//
 // Every error names the plugin. When the process exits, calls in flight
 // and later calls fail at once with an error matching ErrPluginUnavailable;
 // a Client never reconnects: the host starts a new process and gets a new
