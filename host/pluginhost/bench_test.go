@@ -28,8 +28,9 @@ import (
 //   - load: 2,000 sequential Loads of random 200-byte records;
 //   - pload: 8,000 Loads from 8 goroutines (a server pipelines its
 //     clients' reads);
-//   - commit: 200 sequential one-record commits (Begin, Store, Vote,
-//     Finish).
+//   - commit: 200 sequential one-record commits (Begin, Store, then
+//     storage.CommitOnePhase, as the server commits a transaction of one
+//     partition: one plugin call).
 //
 // Reported per backend: ns per operation in process and through the
 // plugin both ways, their ratios (plugin / in process; 1.00 = no cost),
@@ -237,11 +238,8 @@ func runMix(b *testing.B, st storage.Storage, oids []storage.Oid) mixResult {
 		if err := txn.Store(ctx, storage.Record{Oid: o, Serial: rec.Serial, Data: data}); err != nil {
 			b.Fatal(err)
 		}
-		if err := txn.Vote(ctx); err != nil {
-			b.Fatal(fmt.Errorf("vote: %w", err))
-		}
-		if _, err := txn.Finish(ctx); err != nil {
-			b.Fatal(err)
+		if _, err := storage.CommitOnePhase(ctx, txn); err != nil {
+			b.Fatal(fmt.Errorf("commit: %w", err))
 		}
 		d := time.Since(t0)
 		r.commit += d

@@ -20,8 +20,9 @@ const packHeader = 4
 // packRecordHeader is the fixed part of one packed record.
 const packRecordHeader = 8 + 8 + 4 + 4
 
-// packInitial is the first capacity of a packed batch.
-const packInitial = 64 << 10
+// packInitial is the least first capacity of a packed batch: most
+// transactions are a record or two; a large batch grows by doubling.
+const packInitial = 512
 
 // packedBatch gathers records in the packed layout. The zero value is an
 // empty batch.
