@@ -329,9 +329,10 @@ func (o *countingOld) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.Fin
 	return o.Server.Commit(ctx, req)
 }
 
-// TestCallsLargeRecordBesideLoads: a large record goes as a unary call,
-// so loads on the stream are not stuck behind it; both arrive intact.
-func TestCallsLargeRecordBesideLoads(t *testing.T) {
+// TestCallsLargeAndSmallRecords: a transaction mixing packed small
+// records and a large one (sent as a unary call) arrives intact, refs
+// included, while the client uses the stream.
+func TestCallsLargeAndSmallRecords(t *testing.T) {
 	c, _ := serveInProcess(t, testPlugin())
 	ctx := context.Background()
 	st, err := c.Open(ctx, "memory", "main", nil)
@@ -463,4 +464,51 @@ func FuzzUnpackRecords(f *testing.F) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+// TestCallsStoreOrderAroundLargeRecord: records gathered (packed) before a
+// large record, which goes at once as a unary call, reach the plugin
+// before it, in store order.
+func TestCallsStoreOrderAroundLargeRecord(t *testing.T) {
+	c, _ := serveInProcess(t, testPlugin())
+	ctx := context.Background()
+	st, err := c.Open(ctx, "memory", "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	oids, _ := st.NewOids(ctx, 3)
+	want := []storage.Record{
+		{Oid: storage.RootOid, Data: []byte("root"), Refs: oids},
+		{Oid: oids[0], Data: []byte("small")},
+		{Oid: oids[1], Data: bytes.Repeat([]byte{1}, storeBatchBytes)},
+		{Oid: oids[2], Data: []byte("after")},
+	}
+	tid, err := storagetest.Commit(ctx, st, storage.TxMeta{}, want...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usesStream(t, c)
+	seen := 0
+	for tx, err := range st.Iterate(ctx, tid, storage.ZeroTid) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if len(tx.Records) != len(want) {
+			t.Fatalf("%d records in the transaction, want %d", len(tx.Records), len(want))
+		}
+		for i, r := range tx.Records {
+			if r.Oid != want[i].Oid {
+				got := make([]storage.Oid, len(tx.Records))
+				for j, r := range tx.Records {
+					got[j] = r.Oid
+				}
+				t.Fatalf("records stored in the order %v, want %v", got, []storage.Oid{want[0].Oid, want[1].Oid, want[2].Oid, want[3].Oid})
+			}
+		}
+	}
+	if seen != 1 {
+		t.Fatalf("iterate from the commit's tid yielded %d transactions, want 1", seen)
+	}
 }

@@ -512,13 +512,14 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 		return err
 	}
 	if len(rec.Data) >= storeBatchBytes {
-		// A large record goes at once, without a copy, with what gathered
-		// before it so store order is kept.
-		b := t.batch()
-		b.recs = append(b.recs, recordToPB(rec))
-		b.large = true
+		// A large record goes at once, without a copy, after what
+		// gathered before it so store order is kept.
+		before, err := t.batch().pb()
+		if err != nil {
+			return t.s.wrap(ctx, op, err)
+		}
 		t.clear()
-		return t.send(ctx, op, b)
+		return t.send(ctx, op, txBatch{recs: append(before, recordToPB(rec)), large: true})
 	}
 	// The caller may reuse its buffers after Store returns.
 	if t.pack {
