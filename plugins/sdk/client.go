@@ -24,6 +24,10 @@ import (
 // what go-plugin dispenses (see ClientPluginSets); host/pluginhost wraps it
 // with supervision. All methods are safe for concurrent use.
 //
+// The hot storage calls travel on one persistent Calls stream, opened on
+// first use and multiplexed by call id; a plugin that does not serve it
+// gets the unary RPCs instead (see calls_client.go).
+//
 // Every error names the plugin. When the process exits, calls in flight
 // and later calls fail at once with an error matching ErrPluginUnavailable;
 // a Client never reconnects: the host starts a new process and gets a new
@@ -38,6 +42,15 @@ type Client struct {
 	// noCommit: the plugin was built before the Commit RPC (it answered
 	// Unimplemented); one-phase commits then run as Vote and Finish.
 	noCommit atomic.Bool
+
+	// The Calls stream carrying the hot calls (calls_client.go): mode is
+	// fixed at NewClient; noStream says the plugin answered Unimplemented
+	// (it predates Calls), so every call goes unary; streamMu serializes
+	// opening the stream.
+	mode     callsMode
+	noStream atomic.Bool
+	streamMu sync.Mutex
+	stream   atomic.Pointer[callStream]
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done
@@ -52,6 +65,7 @@ func NewClient(name string, done context.Context, conn *grpc.ClientConn) *Client
 		plugin:  pb.NewPluginClient(conn),
 		backend: pb.NewBackendClient(conn),
 		mount:   pb.NewMountClient(conn),
+		mode:    callsModeFromEnv(),
 	}
 }
 
@@ -180,7 +194,14 @@ func (s *RemoteStorage) Load(ctx context.Context, oid storage.Oid) (storage.Reco
 	if err := s.check("load"); err != nil {
 		return storage.Record{}, err
 	}
-	r, err := s.c.backend.Load(ctx, &pb.LoadRequest{Handle: s.handle, Oid: uint64(oid)})
+	req := &pb.LoadRequest{Handle: s.handle, Oid: uint64(oid)}
+	var r *pb.Record
+	var err error
+	if cs := s.c.calls(ctx); cs != nil {
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Load{Load: req}}, (*pb.Reply).GetLoad)
+	} else {
+		r, err = s.c.backend.Load(ctx, req)
+	}
 	if err != nil {
 		return storage.Record{}, s.wrap(ctx, "load "+oid.String(), err)
 	}
@@ -192,7 +213,14 @@ func (s *RemoteStorage) LoadBefore(ctx context.Context, oid storage.Oid, tid sto
 	if err := s.check("load before"); err != nil {
 		return storage.Record{}, 0, err
 	}
-	r, err := s.c.backend.LoadBefore(ctx, &pb.LoadBeforeRequest{Handle: s.handle, Oid: uint64(oid), Tid: uint64(tid)})
+	req := &pb.LoadBeforeRequest{Handle: s.handle, Oid: uint64(oid), Tid: uint64(tid)}
+	var r *pb.LoadBeforeResponse
+	var err error
+	if cs := s.c.calls(ctx); cs != nil {
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_LoadBefore{LoadBefore: req}}, (*pb.Reply).GetLoadBefore)
+	} else {
+		r, err = s.c.backend.LoadBefore(ctx, req)
+	}
 	if err != nil {
 		return storage.Record{}, 0, s.wrap(ctx, "load "+oid.String()+" before "+tid.String(), err)
 	}
@@ -207,7 +235,14 @@ func (s *RemoteStorage) NewOids(ctx context.Context, n int) ([]storage.Oid, erro
 	if n < 1 || n > 65536 {
 		return nil, fmt.Errorf("plugin %q: new oids: n = %d out of 1..65536: %w", s.c.name, n, storage.ErrInvalid)
 	}
-	r, err := s.c.backend.NewOids(ctx, &pb.NewOidsRequest{Handle: s.handle, N: int32(n)})
+	req := &pb.NewOidsRequest{Handle: s.handle, N: int32(n)}
+	var r *pb.OidList
+	var err error
+	if cs := s.c.calls(ctx); cs != nil {
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_NewOids{NewOids: req}}, (*pb.Reply).GetNewOids)
+	} else {
+		r, err = s.c.backend.NewOids(ctx, req)
+	}
 	if err != nil {
 		return nil, s.wrap(ctx, "new oids", err)
 	}
@@ -219,7 +254,14 @@ func (s *RemoteStorage) LastTid(ctx context.Context) (storage.Tid, error) {
 	if err := s.check("last tid"); err != nil {
 		return 0, err
 	}
-	r, err := s.c.backend.LastTid(ctx, &pb.HandleRequest{Handle: s.handle})
+	req := &pb.HandleRequest{Handle: s.handle}
+	var r *pb.TidValue
+	var err error
+	if cs := s.c.calls(ctx); cs != nil {
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_LastTid{LastTid: req}}, (*pb.Reply).GetLastTid)
+	} else {
+		r, err = s.c.backend.LastTid(ctx, req)
+	}
 	if err != nil {
 		return 0, s.wrap(ctx, "last tid", err)
 	}
@@ -236,7 +278,8 @@ func (s *RemoteStorage) Begin(ctx context.Context, meta storage.TxMeta) (storage
 	if s.caps.ReadOnly {
 		return nil, fmt.Errorf("plugin %q: storage %q: begin: %w", s.c.name, s.name, storage.ErrReadOnly)
 	}
-	return &remoteTxn{s: s, meta: metaToPB(meta), key: s.keys.Add(1)}, nil
+	pack := s.c.mode == callsPacked && !s.c.noStream.Load()
+	return &remoteTxn{s: s, meta: metaToPB(meta), key: s.keys.Add(1), pack: pack}, nil
 }
 
 // History returns up to max revisions of oid, newest first.
@@ -391,14 +434,54 @@ type remoteTxn struct {
 	key       uint64
 	beginSent bool
 
-	mu       sync.Mutex
-	voted    bool
-	done     bool
-	broken   error // a batch that began the transaction failed
+	mu     sync.Mutex
+	voted  bool
+	done   bool
+	broken error // a batch that began the transaction failed
+	// The records not sent yet: packed (when the Calls stream with packed
+	// records is expected) or one message each; bufBytes counts either.
+	pack     bool
 	buf      []*pb.Record
+	packed   packedBatch
 	bufBytes int
 	// collected is what the plugin's Finish reported it removed.
 	collected []storage.Oid
+}
+
+// txBatch is a batch of records on its way to the plugin.
+type txBatch struct {
+	recs   []*pb.Record
+	packed []byte // packed records, after recs
+	// large: a record of storeBatchBytes or more; the batch goes as a
+	// unary call, so it does not hold up the other calls on the stream.
+	large bool
+}
+
+// pb returns every record of the batch as a message, for a unary call
+// (packed data is not copied).
+func (b txBatch) pb() ([]*pb.Record, error) {
+	if len(b.packed) == 0 {
+		return b.recs, nil
+	}
+	recs, err := unpackRecords(b.packed)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "unpack the batch for a unary call: %v", err)
+	}
+	out := slices.Grow(slices.Clip(b.recs), len(recs))
+	for _, r := range recs {
+		out = append(out, recordToPB(r))
+	}
+	return out, nil
+}
+
+// batch returns the buffered records without clearing them.
+func (t *remoteTxn) batch() txBatch {
+	return txBatch{recs: t.buf, packed: t.packed.bytes()}
+}
+
+// clear drops the buffered records.
+func (t *remoteTxn) clear() {
+	t.buf, t.packed, t.bufBytes = nil, packedBatch{}, 0
 }
 
 func (t *remoteTxn) closedErr(op string) error {
@@ -429,28 +512,35 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 		return err
 	}
 	if len(rec.Data) >= storeBatchBytes {
-		// A large record goes at once, without a copy, with what gathered
-		// before it so store order is kept.
-		batch := append(t.buf, recordToPB(rec))
-		t.buf, t.bufBytes = nil, 0
-		return t.send(ctx, op, batch)
+		// A large record goes at once, without a copy, after what
+		// gathered before it so store order is kept.
+		before, err := t.batch().pb()
+		if err != nil {
+			return t.s.wrap(ctx, op, err)
+		}
+		t.clear()
+		return t.send(ctx, op, txBatch{recs: append(before, recordToPB(rec)), large: true})
 	}
 	// The caller may reuse its buffers after Store returns.
-	p := recordToPB(rec)
-	p.Data = slices.Clone(rec.Data)
-	p.Refs = slices.Clone(p.Refs)
-	t.buf = append(t.buf, p)
+	if t.pack {
+		t.packed.add(rec)
+	} else {
+		p := recordToPB(rec)
+		p.Data = slices.Clone(rec.Data)
+		p.Refs = slices.Clone(p.Refs)
+		t.buf = append(t.buf, p)
+	}
 	t.bufBytes += len(rec.Data) + 8*len(rec.Refs) + 16
 	if t.bufBytes >= storeBatchBytes {
-		batch := t.buf
-		t.buf, t.bufBytes = nil, 0
-		return t.send(ctx, op, batch)
+		b := t.batch()
+		t.clear()
+		return t.send(ctx, op, b)
 	}
 	return nil
 }
 
-func (t *remoteTxn) request(batch []*pb.Record) *pb.StoreRequest {
-	req := &pb.StoreRequest{Txn: t.id, Records: batch}
+func (t *remoteTxn) request() *pb.StoreRequest {
+	req := &pb.StoreRequest{Txn: t.id}
 	if t.id == 0 {
 		req.Handle, req.Meta, req.Key = t.s.handle, t.meta, t.key
 		t.beginSent = true
@@ -458,8 +548,36 @@ func (t *remoteTxn) request(batch []*pb.Record) *pb.StoreRequest {
 	return req
 }
 
-func (t *remoteTxn) send(ctx context.Context, op string, batch []*pb.Record) error {
-	resp, err := t.s.c.backend.Store(ctx, t.request(batch))
+// calls returns the Calls stream for a batch, nil to call unary.
+func (t *remoteTxn) calls(ctx context.Context, b txBatch) *callStream {
+	if b.large {
+		return nil
+	}
+	return t.s.c.calls(ctx)
+}
+
+// storeOrVote sends a Store or, with vote, a Vote request carrying b.
+func (t *remoteTxn) storeOrVote(ctx context.Context, b txBatch, vote bool) (*pb.StoreResponse, error) {
+	req := t.request()
+	if cs := t.calls(ctx, b); cs != nil {
+		req.Records, req.PackedRecords = b.recs, b.packed
+		if vote {
+			return callFor(ctx, cs, &pb.Call{Op: &pb.Call_Vote{Vote: req}}, (*pb.Reply).GetVote)
+		}
+		return callFor(ctx, cs, &pb.Call{Op: &pb.Call_Store{Store: req}}, (*pb.Reply).GetStore)
+	}
+	var err error
+	if req.Records, err = b.pb(); err != nil {
+		return nil, err
+	}
+	if vote {
+		return t.s.c.backend.Vote(ctx, req)
+	}
+	return t.s.c.backend.Store(ctx, req)
+}
+
+func (t *remoteTxn) send(ctx context.Context, op string, b txBatch) error {
+	resp, err := t.storeOrVote(ctx, b, false)
 	if err != nil {
 		t.noteAnswer(err)
 		err = t.s.wrap(ctx, op, err)
@@ -503,12 +621,12 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 		return fmt.Errorf("plugin %q: vote: storage %q is closed: %w", t.s.c.name, t.s.name, storage.ErrClosed)
 	}
 	t.voted = true
-	batch := t.buf
-	t.buf, t.bufBytes = nil, 0
+	b := t.batch()
+	t.clear()
 	if err := t.s.c.check("vote"); err != nil {
 		return err
 	}
-	resp, err := t.s.c.backend.Vote(ctx, t.request(batch))
+	resp, err := t.storeOrVote(ctx, b, true)
 	if err != nil {
 		t.noteAnswer(err)
 		err = t.s.wrap(ctx, "vote", err)
@@ -536,7 +654,14 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 	if err := t.s.c.check("finish"); err != nil {
 		return 0, err
 	}
-	r, err := t.s.c.backend.Finish(ctx, &pb.TxnRequest{Txn: t.id})
+	req := &pb.TxnRequest{Txn: t.id}
+	var r *pb.FinishResponse
+	var err error
+	if cs := t.s.c.calls(ctx); cs != nil {
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Finish{Finish: req}}, (*pb.Reply).GetFinish)
+	} else {
+		r, err = t.s.c.backend.Finish(ctx, req)
+	}
 	if err != nil {
 		return 0, t.s.wrap(ctx, "finish", err)
 	}
@@ -588,15 +713,25 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 	if err := t.s.c.check("commit"); err != nil {
 		return 0, false, err
 	}
-	batch := t.buf
+	b := t.batch()
 	beginSent := t.beginSent
-	r, err := t.s.c.backend.Commit(ctx, t.request(batch))
+	req := t.request()
+	var r *pb.FinishResponse
+	var err error
+	if cs := t.calls(ctx, b); cs != nil {
+		req.Records, req.PackedRecords = b.recs, b.packed
+		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Commit{Commit: req}}, (*pb.Reply).GetCommit)
+	} else {
+		if req.Records, err = b.pb(); err == nil {
+			r, err = t.s.c.backend.Commit(ctx, req)
+		}
+	}
 	if status.Code(err) == codes.Unimplemented {
 		t.beginSent = beginSent
 		return 0, true, nil
 	}
 	t.voted = true
-	t.buf, t.bufBytes = nil, 0
+	t.clear()
 	if err != nil {
 		t.noteAnswer(err)
 		return 0, false, t.s.wrap(ctx, "commit", err)
@@ -624,7 +759,7 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 		return nil
 	}
 	t.done = true
-	t.buf, t.bufBytes = nil, 0
+	t.clear()
 	if t.id == 0 && !t.beginSent {
 		return nil // never reached the plugin
 	}
@@ -637,7 +772,13 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 		// (voted, with the commit lock). Name it by key.
 		req.Handle, req.Key = t.s.handle, t.key
 	}
-	if _, err := t.s.c.backend.Abort(ctx, req); err != nil {
+	var err error
+	if cs := t.s.c.calls(ctx); cs != nil {
+		_, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Abort{Abort: req}}, (*pb.Reply).GetAbort)
+	} else {
+		_, err = t.s.c.backend.Abort(ctx, req)
+	}
+	if err != nil {
 		return t.s.wrap(ctx, "abort", err)
 	}
 	return nil

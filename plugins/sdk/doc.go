@@ -36,7 +36,11 @@
 //
 // Messages up to MaxMessageSize (512 MiB) pass; gRPC's 4 MiB default is
 // raised on both sides. Txn.Store calls are batched into few messages;
-// Iterate streams one message per transaction.
+// Iterate streams one message per transaction. The hot calls (loads,
+// stores, votes, commits, finishes, aborts) share one persistent gRPC
+// stream per plugin connection (Backend.Calls, records packed in one
+// buffer), falling back to unary RPCs for a plugin built before it; a
+// plugin built with this package serves both without doing anything.
 //
 // See docs/plugins.md for a walk-through, and examples/custom-mount and
 // examples/custom-storage for complete plugins.

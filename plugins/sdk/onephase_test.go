@@ -153,8 +153,13 @@ func TestCommitOnePhasePluginGone(t *testing.T) {
 	_ = st.Close()
 }
 
-// oldBackend is a plugin built before the Commit RPC.
+// oldBackend is a plugin built before the Commit RPC (so before the
+// Calls stream too).
 type oldBackend struct{ *Server }
+
+func (oldBackend) Calls(pb.Backend_CallsServer) error {
+	return status.Error(codes.Unimplemented, "method Calls not implemented")
+}
 
 func (oldBackend) Commit(context.Context, *pb.StoreRequest) (*pb.FinishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")

@@ -295,9 +295,12 @@ func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key 
 // storeAndMaybeVote runs a Store or Vote request, beginning the
 // transaction first when the request says so.
 func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vote bool) (*pb.StoreResponse, error) {
+	recs, err := requestRecords(req)
+	if err != nil {
+		return nil, err
+	}
 	id := req.GetTxn()
 	var txn storage.Txn
-	var err error
 	began := false
 	if id == 0 {
 		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
@@ -316,8 +319,8 @@ func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vo
 		}
 		return nil, err
 	}
-	for _, r := range req.GetRecords() {
-		if err := txn.Store(ctx, recordFromPB(r)); err != nil {
+	for _, r := range recs {
+		if err := txn.Store(ctx, r); err != nil {
 			return fail(toStatus(err))
 		}
 	}
@@ -339,6 +342,23 @@ func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vo
 		}
 	}
 	return &pb.StoreResponse{Txn: id}, nil
+}
+
+// requestRecords returns the records of a Store, Vote or Commit request:
+// those of its records field, then its packed ones.
+func requestRecords(req *pb.StoreRequest) ([]storage.Record, error) {
+	packed, err := unpackRecords(req.GetPackedRecords())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.GetRecords()) == 0 {
+		return packed, nil
+	}
+	recs := make([]storage.Record, 0, len(req.GetRecords())+len(packed))
+	for _, r := range req.GetRecords() {
+		recs = append(recs, recordFromPB(r))
+	}
+	return append(recs, packed...), nil
 }
 
 func (s *Server) Store(ctx context.Context, req *pb.StoreRequest) (*pb.StoreResponse, error) {
@@ -372,9 +392,12 @@ func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.FinishResp
 // with the commit; any error aborts the backend transaction (a no-op after
 // a successful vote whose finish failed only releases the lock).
 func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishResponse, error) {
+	recs, err := requestRecords(req)
+	if err != nil {
+		return nil, err
+	}
 	id := req.GetTxn()
 	var txn storage.Txn
-	var err error
 	if id == 0 {
 		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
 	} else {
@@ -388,8 +411,8 @@ func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishRe
 		_ = txn.Abort(context.WithoutCancel(ctx))
 		return nil, toStatus(err)
 	}
-	for _, r := range req.GetRecords() {
-		if err := txn.Store(ctx, recordFromPB(r)); err != nil {
+	for _, r := range recs {
+		if err := txn.Store(ctx, r); err != nil {
 			return fail(err)
 		}
 	}
