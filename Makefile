@@ -69,8 +69,9 @@ bench: build plugins
 # target at a time). The committed seed corpora also run in `make test`.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := FuzzValidate:./hcl FuzzDecode:./host/wire FuzzDecodeObject:./host/db \
-	FuzzSplitPath:./host/db FuzzParse:./host/balancer/forwarded \
-	FuzzDecodeObject:./plugins/packless FuzzOpen:./plugins/filestorage
+	FuzzSplitPath:./host/db FuzzParse:./internal/forwarded \
+	FuzzDecodeObject:./plugins/packless FuzzOpen:./plugins/filestorage \
+	FuzzUnpackRecords:./plugins/sdk
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
