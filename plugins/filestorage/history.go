@@ -27,7 +27,7 @@ func (d *dataFile) readTxnMeta(pos int64) (txnHeader, storage.TxMeta, error) {
 		return h, storage.TxMeta{}, err
 	}
 	meta := storage.TxMeta{User: string(b[:h.ulen]), Description: string(b[h.ulen : h.ulen+h.dlen])}
-	ext, err := decodeExtension(b[h.ulen+h.dlen:])
+	ext, _, err := decodeExtension(b[h.ulen+h.dlen:])
 	if err != nil {
 		return h, meta, fmt.Errorf("transaction at %d: %w", pos, err)
 	}
