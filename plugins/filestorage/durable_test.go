@@ -2,6 +2,7 @@ package filestorage_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"maps"
 	"os"
@@ -417,4 +418,110 @@ func TestDurableEndIsNotMetadata(t *testing.T) {
 			t.Fatalf("undo log shows the durable end of %s", info.Tid)
 		}
 	}
+}
+
+// beforeDurableEnd is a data file written by this package before
+// transactions recorded their durable end: root "1" and oid 1 "a"
+// (extension node=app1), root "2", oid 1 "b", root "3" (description
+// "root 3"), then an undo of the oid 1 "b" transaction. Closed cleanly,
+// no index.
+const beforeDurableEnd = "testdata/before-durable-end.fs"
+
+// txnStarts returns where each transaction of a cleanly closed file
+// starts, by their length fields.
+func txnStarts(t *testing.T, b []byte) []int64 {
+	t.Helper()
+	var starts []int64
+	for pos := int64(24); pos < int64(len(b)); pos += int64(binary.BigEndian.Uint64(b[pos+8:])) {
+		starts = append(starts, pos)
+	}
+	return starts
+}
+
+// TestFileWrittenBeforeDurableEnds: a file from before the record opens
+// and reads as it did, an open that commits nothing leaves it byte for
+// byte as it was, damage followed by its (record-less) transactions is
+// refused and a torn tail cut, as before; transactions appended after
+// the upgrade record the durable end, so damage in the old part is
+// still refused.
+func TestFileWrittenBeforeDurableEnds(t *testing.T) {
+	ctx := testCtx(t)
+	golden, err := os.ReadFile(beforeDurableEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := txnStarts(t, golden)
+	if len(starts) != 5 {
+		t.Fatalf("%s: %d transactions, want 5", beforeDurableEnd, len(starts))
+	}
+	fresh := func(t *testing.T) string {
+		path := filepath.Join(t.TempDir(), "Data.fs")
+		if err := os.WriteFile(path, golden, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	t.Run("reads as before", func(t *testing.T) {
+		path := fresh(t)
+		st := open(t, path, filestorage.Options{})
+		if got := load(t, st, storage.RootOid); string(got.Data) != "3" {
+			t.Fatalf("root %q, want 3", got.Data)
+		}
+		if got := load(t, st, 1); string(got.Data) != "a" {
+			t.Fatalf("oid 1 %q, want a (undone)", got.Data)
+		}
+		var exts []map[string]string
+		var descs []string
+		var tids []storage.Tid
+		for tx, err := range st.Iterate(ctx, 0, 0) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			exts, descs, tids = append(exts, tx.Extension), append(descs, tx.Description), append(tids, tx.Tid)
+		}
+		want := []map[string]string{{"node": "app1"}, nil, nil, nil, {"undo": tids[2].String()}}
+		for i := range want {
+			if !maps.Equal(exts[i], want[i]) || (want[i] == nil) != (exts[i] == nil) {
+				t.Fatalf("transaction %d: extension %q, want %q", i, exts[i], want[i])
+			}
+		}
+		if descs[3] != "root 3" {
+			t.Fatalf("descriptions %q", descs)
+		}
+		closeOK(t, st)
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, golden) {
+			t.Fatal("an open that committed nothing changed the file")
+		}
+	})
+
+	t.Run("damage in the middle refused", func(t *testing.T) {
+		path := fresh(t)
+		zeroRange(t, path, starts[1], starts[1]+40)
+		refused(t, path)
+	})
+
+	t.Run("torn tail cut", func(t *testing.T) {
+		path := fresh(t)
+		if err := filestorage.DamageTail(path, 5, true); err != nil {
+			t.Fatal(err)
+		}
+		st := open(t, path, filestorage.Options{})
+		if got := load(t, st, 1); string(got.Data) != "b" {
+			t.Fatalf("oid 1 %q after the undo was cut, want b", got.Data)
+		}
+		if fileSize(t, path) != starts[4] || len(trFiles(t, path)) != 1 {
+			t.Fatal("torn undo not cut and saved")
+		}
+	})
+
+	t.Run("appended after upgrade", func(t *testing.T) {
+		path := fresh(t)
+		st := open(t, path, filestorage.Options{})
+		counter(t, st, 4, 2)
+		closeOK(t, st)
+		_ = os.Remove(path + ".index")
+		zeroRange(t, path, starts[1], starts[2])
+		refused(t, path)
+	})
 }
