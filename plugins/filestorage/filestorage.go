@@ -323,11 +323,12 @@ func (s *Storage) recover(size int64) error {
 		// in the middle (bit rot, a bad sector: cutting there would drop
 		// acknowledged transactions) or a power loss tore a group commit
 		// (the disk got a later transaction of an unsynced group and not
-		// an earlier one). The last transaction's durable end tells them
-		// apart: durable ends only grow along the file, so if the last
-		// one's is not past the damage, no transaction after the damage
-		// was written once the damage's position was durable, none of
-		// them was acknowledged, and the damage is a torn write.
+		// an earlier one, and then none after the damage was
+		// acknowledged, as no fsync covering the damage completed). The
+		// last transaction's durable end tells them apart: durable ends
+		// only grow along the file, so if the last one's is not past the
+		// damage, no transaction after it was written once the damage's
+		// position was durable, and a torn write explains the damage.
 		if h, ok := s.file.txnEndingNear(dataEnd, size); ok && h.pos > end {
 			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint {
 				if p.durable == noDurable || p.durable > end {

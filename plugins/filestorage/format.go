@@ -194,6 +194,10 @@ const durableKey = "\x00zhost.durable"
 // (written before the record existed).
 const noDurable = -1
 
+// durableExtLen is what the durable end adds to a transaction's
+// extension at most: a count, then the key and the u64 value.
+const durableExtLen = 4 + 4 + len(durableKey) + 4 + 8
+
 // encodeExtension writes a map as count u32 then (klen u32, k, vlen u32,
 // v) in key order, so equal maps encode equally.
 func encodeExtension(m map[string]string) []byte {

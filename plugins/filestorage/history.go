@@ -19,7 +19,7 @@ func (d *dataFile) readTxnMeta(pos int64) (txnHeader, storage.TxMeta, error) {
 	}
 	h := decodeTxnHeader(hb[:], pos)
 	n := int64(h.ulen) + int64(h.dlen) + int64(h.elen)
-	if n > h.length || n > 3*maxMetaLen {
+	if n > h.length || n > 3*maxMetaLen+int64(durableExtLen) {
 		return h, storage.TxMeta{}, fmt.Errorf("transaction at %d: metadata length %d: %w", pos, n, errCorrupt)
 	}
 	b := make([]byte, n)
