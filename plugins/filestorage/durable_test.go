@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,8 +21,8 @@ import (
 // groupOid is the object the i-th transaction of an unsynced group writes.
 func groupOid(i int) storage.Oid { return storage.Oid(100 + i) }
 
-// unsyncedGroup writes n transactions (the i-th stores groupOid(i))
-// into one group commit whose fsync has not started, and returns a copy
+// unsyncedGroup writes len(sizes) transactions (the i-th stores
+// sizes[i] bytes under groupOid(i)) into one group commit whose fsync has not started, and returns a copy
 // of the data file as the disk may hold it if the power fails then
 // (written, never synced: the test then damages it as a power loss
 // could), and the group's boundaries: transaction i spans
@@ -29,8 +30,9 @@ func groupOid(i int) storage.Oid { return storage.Oid(100 + i) }
 // must succeed. undoOf, if non-zero, makes the last transaction an Undo
 // of that tid instead. With sync "none" (nosync) there is no fsync to
 // hold: nothing written after open is ever known durable.
-func unsyncedGroup(t *testing.T, st *filestorage.Storage, path string, n int, undoOf storage.Tid, nosync bool) (string, []int64) {
+func unsyncedGroup(t *testing.T, st *filestorage.Storage, path string, sizes []int, undoOf storage.Tid, nosync bool) (string, []int64) {
 	t.Helper()
+	n := len(sizes)
 	ctx := testCtx(t)
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -62,7 +64,7 @@ func unsyncedGroup(t *testing.T, st *filestorage.Storage, path string, n int, un
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Store(ctx, storage.Record{Oid: groupOid(i), Data: bytes.Repeat([]byte{'g'}, 300)}); err != nil {
+		if err := tx.Store(ctx, storage.Record{Oid: groupOid(i), Data: bytes.Repeat([]byte{'g'}, sizes[i])}); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Vote(ctx); err != nil {
@@ -90,6 +92,9 @@ func unsyncedGroup(t *testing.T, st *filestorage.Storage, path string, n int, un
 	}
 	return snap, bounds
 }
+
+// small is the sizes of n small transactions for unsyncedGroup.
+func small(n int) []int { return slices.Repeat([]int{300}, n) }
 
 // zeroRange overwrites [from, to) of the file at path with zeros.
 func zeroRange(t *testing.T, path string, from, to int64) {
@@ -161,7 +166,7 @@ func TestTornGroupCommitIsCut(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "Data.fs")
 				st := open(t, path, filestorage.Options{Sync: policy})
 				base := counter(t, st, 1, 3)
-				snap, b := unsyncedGroup(t, st, path, n, 0, policy == filestorage.SyncNone)
+				snap, b := unsyncedGroup(t, st, path, small(n), 0, policy == filestorage.SyncNone)
 				closeOK(t, st)
 				d.damage(t, snap, b)
 				whole, err := os.ReadFile(snap)
@@ -180,6 +185,38 @@ func TestTornGroupCommitIsCut(t *testing.T) {
 	}
 }
 
+// TestTornGroupAfterSavedIndex: a torn group after the position a saved
+// index covers is cut the same way, and the group that extended the
+// preallocated space (its last transaction larger than the space left)
+// too.
+func TestTornGroupAfterSavedIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Data.fs")
+	st := open(t, path, filestorage.Options{})
+	base := counter(t, st, 1, 3)
+	if err := st.SaveIndex(); err != nil {
+		t.Fatal(err)
+	}
+	saved := path + ".index.saved"
+	copyFile(t, path+".index", saved) // Close saves it again
+	alloc := st.Alloc()
+	snap, b := unsyncedGroup(t, st, path, []int{300, 300, 2 << 20}, 0, false)
+	if st.Alloc() <= alloc || fileSize(t, snap) <= alloc {
+		t.Fatalf("the group did not extend the preallocated space (%d, then %d)", alloc, st.Alloc())
+	}
+	closeOK(t, st)
+	copyFile(t, saved, snap+".index")
+	zeroRange(t, snap, b[0]+50, b[1]-50)
+	whole, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = open(t, snap, filestorage.Options{})
+	if used, _ := st.OpenStats(); !used {
+		t.Fatal("open did not use the index saved before the group")
+	}
+	checkCutAt(t, st, snap, b[0], whole[b[0]:b[3]], base, 3)
+}
+
 // TestDamageBeforeDurableDataIsRefused: the same damage, but a later
 // transaction was written once the damaged one was durable (so it and
 // everything before it may have been acknowledged): damage in the
@@ -191,7 +228,7 @@ func TestDamageBeforeDurableDataIsRefused(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "Data.fs")
 		st := open(t, path, filestorage.Options{})
 		counter(t, st, 1, 3)
-		_, b := unsyncedGroup(t, st, path, 3, 0, false)
+		_, b := unsyncedGroup(t, st, path, small(3), 0, false)
 		counter(t, st, 4, 1) // written after the group's fsync
 		closeOK(t, st)
 		_ = os.Remove(path + ".index")
@@ -247,7 +284,7 @@ func TestFilesWithoutDurableEnds(t *testing.T) {
 	opts := filestorage.WithoutDurableRecord(filestorage.Options{})
 	st := open(t, path, opts)
 	base := counter(t, st, 1, 3)
-	snap, b := unsyncedGroup(t, st, path, 3, 0, false)
+	snap, b := unsyncedGroup(t, st, path, small(3), 0, false)
 	closeOK(t, st)
 	zeroRange(t, snap, b[0], b[1])
 	refused(t, snap)
@@ -276,7 +313,7 @@ func TestReadOnlyTornGroup(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "Data.fs")
 	st := open(t, path, filestorage.Options{})
 	counter(t, st, 1, 2)
-	snap, b := unsyncedGroup(t, st, path, 3, 0, false)
+	snap, b := unsyncedGroup(t, st, path, small(3), 0, false)
 	closeOK(t, st)
 	zeroRange(t, snap, b[1], b[2])
 	before, err := os.ReadFile(snap)
@@ -305,7 +342,7 @@ func TestUndoInTornGroup(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "Data.fs")
 	st := open(t, path, filestorage.Options{})
 	base := counter(t, st, 1, 3)
-	snap, b := unsyncedGroup(t, st, path, 2, base[2], false)
+	snap, b := unsyncedGroup(t, st, path, small(2), base[2], false)
 	if v := rootVersion(t, st); v != 2 {
 		t.Fatalf("undo of version 3 left the root at %d", v)
 	}
@@ -341,7 +378,7 @@ func TestPackedTransactionsAreDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	packedEnd := st.DataEnd()
-	snap, b := unsyncedGroup(t, st, path, 3, 0, false)
+	snap, b := unsyncedGroup(t, st, path, small(3), 0, false)
 	if b[0] != packedEnd {
 		t.Fatalf("group starts at %d, the packed data ends at %d", b[0], packedEnd)
 	}
