@@ -14,7 +14,8 @@ import (
 
 // Begin starts a transaction. It takes no lock; any number may be open.
 // storage.ErrReadOnly on a read-only storage, storage.ErrClosed after
-// Close, storage.ErrInvalid for metadata over 16 MiB.
+// Close, storage.ErrInvalid for metadata over 16 MiB or an extension key
+// the format reserves ("\x00zhost.durable").
 func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("filestorage: begin: %w", err)
@@ -35,6 +36,9 @@ func (s *Storage) Begin(ctx context.Context, meta storage.TxMeta) (storage.Txn, 
 func checkMeta(meta storage.TxMeta) error {
 	if len(meta.User) > maxMetaLen || len(meta.Description) > maxMetaLen || len(encodeExtension(meta.Extension)) > maxMetaLen {
 		return fmt.Errorf("transaction metadata larger than %d bytes: %w", maxMetaLen, storage.ErrInvalid)
+	}
+	if _, ok := meta.Extension[durableKey]; ok {
+		return fmt.Errorf("transaction extension key %q is reserved by the data file format: %w", durableKey, storage.ErrInvalid)
 	}
 	return nil
 }
@@ -232,9 +236,8 @@ func (t *txn) voteLocked() error {
 		return fmt.Errorf("filestorage: vote: %w", cerr)
 	}
 	tid := storage.NextTid(s.lastWritten, s.opts.Now())
-	ext := encodeExtension(t.meta.Extension)
 	b := &s.builder
-	b.begin(s.end, tid, statusCheckpoint, t.meta, ext)
+	b.begin(s.end, tid, statusCheckpoint, t.meta, s.durableEnd())
 	t.updates = make([]oidEntry, len(t.recs))
 	for i := range t.recs {
 		r := &t.recs[i]
@@ -351,6 +354,9 @@ func (s *Storage) syncTo(end int64) error {
 		if d == nil {
 			return storage.ErrClosed
 		}
+		if s.syncHook != nil {
+			s.syncHook()
+		}
 		s.fsyncs.Add(1)
 		t0 := time.Now()
 		err := fdatasync(d.f)
@@ -363,10 +369,25 @@ func (s *Storage) syncTo(end int64) error {
 			s.log.Error("fsync failed; refusing further commits", "path", s.path, "error", err)
 			return err
 		}
+		s.durable.Store(target)
 	}
 	s.publish(batch)
 	s.synced = target
 	return nil
+}
+
+// durableEnd is the durable end the next transaction written records:
+// the end of the data covered by the last completed fsync (or found at
+// open, or by the pack that made the file). It only ever names data that
+// is on stable storage, so a transaction recording an end beyond a
+// position proves that position was durable before the transaction was
+// written; see doc.go, Opening and recovery. The caller holds the
+// commit lock (pack, which resets it, takes that lock too).
+func (s *Storage) durableEnd() int64 {
+	if s.opts.noDurable {
+		return noDurable
+	}
+	return s.durable.Load()
 }
 
 // maxGather bounds how long a group commit leader waits for committers

@@ -68,6 +68,9 @@ type Options struct {
 
 	// noPrealloc turns preallocation off (tests and benchmarks compare).
 	noPrealloc bool
+	// noDurable writes transactions without a durable end, as this
+	// package did before it recorded one (tests of older files).
+	noDurable bool
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -64,8 +64,18 @@
 // Data.fs.old and every file this package wrote before it preallocated.
 // Everything after the end of the data is zeros while a writer runs.
 //
-// The extension map is count u32, then per key in order klen u32, key,
-// vlen u32, value. Each data record is:
+// The extension map is count u32, then per key klen u32, key, vlen u32,
+// value (the caller's keys in sorted order). Every transaction written
+// since the format gained it starts its map with the durable end: key
+// "\x00zhost.durable", an 8-byte u64 value, the position up to which
+// the file was known to be on stable storage when the transaction was
+// written (the end of the data covered by the last completed fsync, or
+// found by the open or made by the pack before it). It is format, not
+// metadata: readers take it out of the map callers see, and Begin
+// refuses the key. Durable ends never decrease along a file, and a
+// durable end beyond a position proves that position was durable
+// before the transaction was written. Transactions written earlier
+// carry no durable end. Each data record is:
 //
 //	oid u64 | tid u64 | prev u64 | txnpos u64 | back u64 |
 //	nrefs u32 | dlen u32 | kind u8 | nrefs x oid u64 | dlen bytes
@@ -91,20 +101,48 @@
 // good part of the file: the rest (up to its last non-zero byte, or as
 // far as the torn transaction's length says) is copied to Data.fs.trN,
 // the file is truncated there, and both are logged; so is a zero header
-// followed by non-zero bytes. If, after such damage, the data still ends
-// with a transaction that verifies and committed, the damage is in the
-// middle and open refuses to cut. A read-only open changes nothing: it
-// reads up to the end of the data and ignores what follows. The index is
-// saved on Close, after pack, and in the background every
-// Options.IndexInterval bytes.
+// followed by non-zero bytes.
+//
+// If, after damage at position X, the data still ends with a transaction
+// that verifies and committed, it is one of two things. A torn group
+// commit: a power loss while transactions waited for a shared fsync
+// ("group"; or with "none", which never fsyncs) left a later one whole
+// on disk and an earlier one torn or missing (the operating system
+// writes pages back in any order, and the space after the data is
+// preallocated zeros). Or damage in the middle (bit rot, a bad sector)
+// of data that may have been acknowledged. A torn write at X means no
+// fsync covering X completed, so nothing after X was acknowledged either
+// (Finish returns only after an fsync covering its transaction and all
+// before it). The last transaction's durable end tells the two apart: if
+// it is beyond X, X was durable before that transaction was written, the
+// damage cannot be a torn write, and open refuses to cut (restore
+// Data.fs or repair it); so it does if the last transaction records no
+// durable end (written before the record existed). Otherwise every
+// transaction after X was written before X was known durable, a power
+// loss explains the damage, and open cuts at X as for a torn tail,
+// saving everything from X to the last transaction as Data.fs.trN and
+// logging a torn group commit. With "always" every transaction
+// is durable before the next is written, so any such damage is refused.
+// A writable open fsyncs what it found before its first commit records
+// it as durable; a pack records each copied transaction's own position,
+// as the packed file replaces Data.fs only once it is fsynced whole.
+// A durable end only ever counts finished transactions, never one that
+// Abort later zeroes or cuts.
+//
+// A read-only open changes nothing: it reads up to the end of the data
+// and ignores what follows (it refuses damage in the middle like a
+// writable open). The index is saved on Close, after pack, and in the
+// background every Options.IndexInterval bytes.
 //
 // # Commit
 //
 // Vote takes the commit lock (waiting until its context ends), checks
 // every stored serial against the newest written one, and writes the
-// whole transaction with status 'c' in one write. Finish flips the
-// status, then per Options.Sync: "always" fsyncs and publishes under the
-// commit lock; "group" (the default) releases the lock first and joins a
+// whole transaction with status 'c' in one write, recording the durable
+// end as the last completed fsync left it (34 bytes, no fsync of its
+// own; the fsync leader raises it once its fsync returns). Finish flips
+// the status, then per Options.Sync: "always" fsyncs and publishes under
+// the commit lock; "group" (the default) releases the lock first and joins a
 // shared fsync (one leader syncs for every transaction written meanwhile
 // and publishes them in commit order), so concurrent committers share
 // fsyncs and each Finish still returns only once its transaction is
@@ -128,11 +166,13 @@
 // # Caveats
 //
 // The index lives in memory (an oid, an offset and a serial per object,
-// some 50 bytes with Go's map overhead). After a power loss, the
-// operating system may have written some of the transactions that were
-// waiting for a shared fsync ("group") and not others, in any order; if
-// a later one reached the disk whole and an earlier one did not, open
-// takes it for damage in the middle and refuses to cut (none of them was
-// acknowledged, so moving the tail aside by hand loses nothing). One process
-// writes a file at a time; read-only opens see the file as of their open.
+// some 50 bytes with Go's map overhead). Recovery cannot tell damage
+// from a torn write where both are possible: bit rot in transactions
+// that became durable after the last one on disk was written, or damage
+// in the middle together with a torn last transaction, is cut like a
+// torn tail (and saved in Data.fs.trN). A file written before
+// transactions recorded their durable end, if a power loss tore a group
+// commit in it, is refused as damage in the middle until its tail is
+// moved aside by hand (none of it was acknowledged). One process writes
+// a file at a time; read-only opens see the file as of their open.
 package filestorage

@@ -47,3 +47,12 @@ func (s *Storage) DataEnd() int64 {
 	defer s.commit.Unlock()
 	return s.end
 }
+
+// WithoutDurableRecord returns o writing transactions without their
+// durable end, byte for byte as the format was before it recorded one.
+func WithoutDurableRecord(o Options) Options { o.noDurable = true; return o }
+
+// SetSyncHook makes every commit fsync call hook just before it starts
+// (nil removes it), so a test can hold a group commit unsynced. Set it
+// while no commit runs.
+func (s *Storage) SetSyncHook(hook func()) { s.syncHook = hook }

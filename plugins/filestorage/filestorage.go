@@ -60,6 +60,10 @@ type Storage struct {
 	// syncMu makes one goroutine the fsync leader at a time.
 	syncMu sync.Mutex
 	synced int64
+	// durable is the end of the data known to be on stable storage: set
+	// at open, after each completed fsync and by pack. Every transaction
+	// written records it (durableEnd).
+	durable atomic.Int64
 	// inflight counts committers between the start of Vote and the end
 	// of Finish (or Abort); enqueued is signalled at each Finish, so a
 	// group commit leader can wait for them to join its fsync.
@@ -97,6 +101,10 @@ type Storage struct {
 	// indexSaveHook, if set (tests), runs in writeIndex between the
 	// snapshot and the write, with indexMu held.
 	indexSaveHook func()
+	// syncHook, if set (tests), runs in syncTo just before the fsync,
+	// with syncMu held: the transactions written meanwhile form a group
+	// that is not yet durable.
+	syncHook func()
 }
 
 // finished is a transaction waiting to become visible.
@@ -308,22 +316,40 @@ func (s *Storage) recover(size int64) error {
 			}
 		}
 	}
+	tornGroup := false
 	if end < dataEnd && stopErr != nil && errors.Is(stopErr, errCorrupt) {
 		// A torn tail ends the data. If the data still ends with a
-		// transaction that verifies and committed, the damage is in the
-		// middle (bit rot, a bad sector): cutting there would drop
-		// acknowledged transactions.
+		// transaction that verifies and committed, either the damage is
+		// in the middle (bit rot, a bad sector: cutting there would drop
+		// acknowledged transactions) or a power loss tore a group commit
+		// (the disk got a later transaction of an unsynced group and not
+		// an earlier one, and then none after the damage was
+		// acknowledged, as no fsync covering the damage completed). The
+		// last transaction's durable end tells them apart: durable ends
+		// only grow along the file, so if the last one's is not past the
+		// damage, no transaction after it was written once the damage's
+		// position was durable, and a torn write explains the damage.
 		if h, ok := s.file.txnEndingNear(dataEnd, size); ok && h.pos > end {
 			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint {
-				return fmt.Errorf("damaged transaction at %d (%v), but valid transactions follow it up to %s at %d: not a torn tail, refusing to cut committed data (restore Data.fs or repair it): %w",
-					end, stopErr, p.tid, h.pos, errCorrupt)
+				if p.durable == noDurable || p.durable > end {
+					recorded := "it records no durable end"
+					if p.durable != noDurable {
+						recorded = fmt.Sprintf("it was written once the file was durable up to %d", p.durable)
+					}
+					return fmt.Errorf("damaged transaction at %d (%v), but valid transactions follow it up to %s at %d and %s: not a torn tail, refusing to cut committed data (restore Data.fs or repair it): %w",
+						end, stopErr, p.tid, h.pos, recorded, errCorrupt)
+				}
+				tornGroup = true
+				saveEnd = max(saveEnd, h.end())
+				stopErr = fmt.Errorf("%w; the transactions after it, up to %s at %d, were written while the file was durable only up to %d, so none was acknowledged: a group commit torn by a power loss",
+					stopErr, p.tid, h.pos, p.durable)
 			}
 		}
 	}
 	s.alloc = size
 	switch {
 	case end < dataEnd:
-		if err := s.cutTail(end, saveEnd, stopErr); err != nil {
+		if err := s.cutTail(end, saveEnd, tornGroup, stopErr); err != nil {
 			return err
 		}
 		if !s.opts.ReadOnly {
@@ -331,6 +357,15 @@ func (s *Storage) recover(size int64) error {
 		}
 	case end < size:
 		s.log.Debug("preallocated space after the data", "path", s.path, "data_end", end, "bytes", size-end)
+	}
+	if !s.opts.ReadOnly {
+		// What open found is what the first transaction written records
+		// as durable: make it so (a crashed process may have left it in
+		// the page cache only).
+		if err := fdatasync(s.file.f); err != nil {
+			return fmt.Errorf("fsync after recovery: %w", err)
+		}
+		s.durable.Store(end)
 	}
 	s.file.setLimit(end)
 	if nextOid == storage.RootOid {
@@ -381,10 +416,15 @@ func (s *Storage) verifyIndex(x *indexFile, size int64) error {
 
 // cutTail truncates the data file at end, saving the bytes up to to (the
 // zeros after it are preallocated space) as Data.fs.trN. A read-only open
-// only ignores them.
-func (s *Storage) cutTail(end, to int64, why error) error {
+// only ignores them. group says the tail is a torn group commit: whole
+// transactions after a torn one, none of them acknowledged.
+func (s *Storage) cutTail(end, to int64, group bool, why error) error {
+	what := "a torn or unfinished tail"
+	if group {
+		what = "a torn group commit"
+	}
 	if s.opts.ReadOnly {
-		s.log.Warn("data file has a torn or unfinished tail; ignoring it (read-only)",
+		s.log.Warn("data file has "+what+"; ignoring it (read-only)",
 			"path", s.path, "at", end, "bytes", to-end, "reason", why)
 		return nil
 	}
@@ -420,7 +460,7 @@ func (s *Storage) cutTail(end, to int64, why error) error {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return err
 	}
-	s.log.Warn("truncated a torn or unfinished tail of the data file",
+	s.log.Warn("truncated "+what+" of the data file",
 		"path", s.path, "at", end, "bytes", to-end, "saved_as", saved, "reason", why)
 	return nil
 }

@@ -180,19 +180,52 @@ func checkRec(r *recHeader, h *txnHeader, limit int64) error {
 	return nil
 }
 
+// durableKey is the extension key under which every transaction this
+// package writes records its durable end: how far the data file was
+// known to be on stable storage when the transaction was written (the
+// data covered by the last completed fsync, or found at the last open).
+// The value is a u64. It is part of the format, not of the metadata a
+// caller sees: decodeExtension takes it out, and Begin refuses it in a
+// caller's extension. Open uses it to tell a torn group commit from
+// damage in the middle of the file (see doc.go).
+const durableKey = "\x00zhost.durable"
+
+// noDurable is the durable end of a transaction that records none
+// (written before the record existed).
+const noDurable = -1
+
+// durableExtLen is what the durable end adds to a transaction's
+// extension at most: a count, then the key and the u64 value.
+const durableExtLen = 4 + 4 + len(durableKey) + 4 + 8
+
 // encodeExtension writes a map as count u32 then (klen u32, k, vlen u32,
 // v) in key order, so equal maps encode equally.
 func encodeExtension(m map[string]string) []byte {
+	return appendExtension(nil, m, noDurable)
+}
+
+// appendExtension appends the encoding of m, preceded by the durable
+// end under durableKey unless durable is noDurable, to b. An empty map
+// without a durable end encodes as nothing.
+func appendExtension(b []byte, m map[string]string, durable int64) []byte {
+	n := len(m)
+	if durable != noDurable {
+		n++
+	}
+	if n == 0 {
+		return b
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	if durable != noDurable {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(durableKey)))
+		b = append(b, durableKey...)
+		b = binary.BigEndian.AppendUint32(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(durable))
+	}
 	if len(m) == 0 {
-		return nil
+		return b
 	}
 	keys := slices.Sorted(maps.Keys(m))
-	n := 4
-	for _, k := range keys {
-		n += 8 + len(k) + len(m[k])
-	}
-	b := make([]byte, 0, n)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(keys)))
 	for _, k := range keys {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(k)))
 		b = append(b, k...)
@@ -202,39 +235,55 @@ func encodeExtension(m map[string]string) []byte {
 	return b
 }
 
-func decodeExtension(b []byte) (map[string]string, error) {
+// decodeExtension decodes an extension map and takes the durable end out
+// of it (noDurable if it records none). A map left empty is nil.
+func decodeExtension(b []byte) (map[string]string, int64, error) {
 	if len(b) == 0 {
-		return nil, nil
+		return nil, noDurable, nil
 	}
 	if len(b) < 4 {
-		return nil, fmt.Errorf("extension: short: %w", errCorrupt)
+		return nil, noDurable, fmt.Errorf("extension: short: %w", errCorrupt)
 	}
 	n := binary.BigEndian.Uint32(b)
 	b = b[4:]
 	if uint64(n)*8 > uint64(len(b)) {
-		return nil, fmt.Errorf("extension: %d entries do not fit: %w", n, errCorrupt)
+		return nil, noDurable, fmt.Errorf("extension: %d entries do not fit: %w", n, errCorrupt)
 	}
+	durable := int64(noDurable)
 	m := make(map[string]string, n)
 	for range n {
-		var k, v string
-		for _, dst := range []*string{&k, &v} {
+		var k, v []byte
+		for _, dst := range []*[]byte{&k, &v} {
 			if len(b) < 4 {
-				return nil, fmt.Errorf("extension: short: %w", errCorrupt)
+				return nil, noDurable, fmt.Errorf("extension: short: %w", errCorrupt)
 			}
 			l := binary.BigEndian.Uint32(b)
 			b = b[4:]
 			if uint64(l) > uint64(len(b)) {
-				return nil, fmt.Errorf("extension: string overruns: %w", errCorrupt)
+				return nil, noDurable, fmt.Errorf("extension: string overruns: %w", errCorrupt)
 			}
-			*dst = string(b[:l])
+			*dst = b[:l]
 			b = b[l:]
 		}
-		m[k] = v
+		if string(k) == durableKey {
+			if len(v) != 8 || durable != noDurable {
+				return nil, noDurable, fmt.Errorf("extension: bad durable end record: %w", errCorrupt)
+			}
+			durable = int64(binary.BigEndian.Uint64(v))
+			if durable < 0 {
+				return nil, noDurable, fmt.Errorf("extension: durable end %d out of range: %w", durable, errCorrupt)
+			}
+			continue
+		}
+		m[string(k)] = string(v)
 	}
 	if len(b) != 0 {
-		return nil, fmt.Errorf("extension: %d trailing bytes: %w", len(b), errCorrupt)
+		return nil, noDurable, fmt.Errorf("extension: %d trailing bytes: %w", len(b), errCorrupt)
 	}
-	return m, nil
+	if len(m) == 0 {
+		m = nil
+	}
+	return m, durable, nil
 }
 
 // newRec is one record to be encoded into a transaction.
@@ -256,8 +305,9 @@ type txnBuilder struct {
 	nrec uint32
 }
 
-// begin starts a transaction record at file offset pos.
-func (b *txnBuilder) begin(pos int64, tid storage.Tid, status byte, meta storage.TxMeta, ext []byte) {
+// begin starts a transaction record at file offset pos. durable is the
+// durable end it records (noDurable: none, as before the record existed).
+func (b *txnBuilder) begin(pos int64, tid storage.Tid, status byte, meta storage.TxMeta, durable int64) {
 	b.pos, b.tid, b.nrec = pos, tid, 0
 	b.buf = b.buf[:0]
 	var h [txnHeaderSize]byte
@@ -265,11 +315,12 @@ func (b *txnBuilder) begin(pos int64, tid storage.Tid, status byte, meta storage
 	h[txnStatusOff] = status
 	binary.BigEndian.PutUint32(h[24:], uint32(len(meta.User)))
 	binary.BigEndian.PutUint32(h[28:], uint32(len(meta.Description)))
-	binary.BigEndian.PutUint32(h[32:], uint32(len(ext)))
 	b.buf = append(b.buf, h[:]...)
 	b.buf = append(b.buf, meta.User...)
 	b.buf = append(b.buf, meta.Description...)
-	b.buf = append(b.buf, ext...)
+	extAt := len(b.buf)
+	b.buf = appendExtension(b.buf, meta.Extension, durable)
+	binary.BigEndian.PutUint32(b.buf[32:], uint32(len(b.buf)-extAt))
 }
 
 // add appends a record and returns its file offset.
@@ -312,7 +363,10 @@ func txnCRC(body []byte) uint32 {
 type parsedTxn struct {
 	txnHeader
 	meta storage.TxMeta
-	recs []parsedRec
+	// durable is the durable end the transaction records (noDurable:
+	// none); see durableKey.
+	durable int64
+	recs    []parsedRec
 }
 
 type parsedRec struct {
@@ -348,11 +402,11 @@ func parseTxn(b []byte, pos int64) (*parsedTxn, error) {
 	off += int64(h.ulen)
 	p.meta.Description = string(body[off : off+int64(h.dlen)])
 	off += int64(h.dlen)
-	ext, err := decodeExtension(body[off : off+int64(h.elen)])
+	ext, durable, err := decodeExtension(body[off : off+int64(h.elen)])
 	if err != nil {
 		return nil, fmt.Errorf("transaction at %d: %w", pos, err)
 	}
-	p.meta.Extension = ext
+	p.meta.Extension, p.durable = ext, durable
 	off += int64(h.elen)
 	end := int64(len(body))
 	p.recs = make([]parsedRec, 0, h.nrec)

@@ -19,7 +19,7 @@ func (d *dataFile) readTxnMeta(pos int64) (txnHeader, storage.TxMeta, error) {
 	}
 	h := decodeTxnHeader(hb[:], pos)
 	n := int64(h.ulen) + int64(h.dlen) + int64(h.elen)
-	if n > h.length || n > 3*maxMetaLen {
+	if n > h.length || n > 3*maxMetaLen+int64(durableExtLen) {
 		return h, storage.TxMeta{}, fmt.Errorf("transaction at %d: metadata length %d: %w", pos, n, errCorrupt)
 	}
 	b := make([]byte, n)
@@ -27,7 +27,7 @@ func (d *dataFile) readTxnMeta(pos int64) (txnHeader, storage.TxMeta, error) {
 		return h, storage.TxMeta{}, err
 	}
 	meta := storage.TxMeta{User: string(b[:h.ulen]), Description: string(b[h.ulen : h.ulen+h.dlen])}
-	ext, err := decodeExtension(b[h.ulen+h.dlen:])
+	ext, _, err := decodeExtension(b[h.ulen+h.dlen:])
 	if err != nil {
 		return h, meta, fmt.Errorf("transaction at %d: %w", pos, err)
 	}

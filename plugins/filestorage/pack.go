@@ -370,6 +370,7 @@ func (p *packer) run() error {
 	old.release()
 	p.f = nil
 	s.end, s.synced, s.alloc, s.allocRetry = p.pos, p.pos, alloc, 0
+	s.durable.Store(p.pos) // fsynced above
 	s.qmu.Lock()
 	s.writtenEnd = p.pos
 	clear(s.pending) // empty after the flush above; offsets of the old file
@@ -421,7 +422,13 @@ func (p *packer) create() error {
 // keeping back pointers whose target was kept (else copying the data).
 func (p *packer) copyTxn(d *dataFile, t *parsedTxn, recs []parsedRec, status byte) error {
 	b := &p.builder
-	b.begin(p.pos, t.tid, status, t.meta, encodeExtension(t.meta.Extension))
+	// The packed file becomes Data.fs only once it is fsynced whole, so
+	// everything before a copied transaction is durable by then.
+	durable := p.pos
+	if p.s.opts.noDurable {
+		durable = noDurable
+	}
+	b.begin(p.pos, t.tid, status, t.meta, durable)
 	for i := range recs {
 		r := &recs[i]
 		nr := newRec{oid: r.oid, kind: r.kind}

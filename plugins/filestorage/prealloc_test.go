@@ -416,8 +416,9 @@ func TestPackPreallocates(t *testing.T) {
 // whole.
 func TestTrailerEndingInZeros(t *testing.T) {
 	ctx := testCtx(t)
-	// 36 header + 49 record header + data + 12 trailer = 512 bytes.
-	data := bytes.Repeat([]byte("z"), 512-36-49-12)
+	// 36 header + 34 extension (the durable end) + 49 record header +
+	// data + 12 trailer = 512 bytes.
+	data := bytes.Repeat([]byte("z"), 512-36-34-49-12)
 	write := func(st storage.Storage, oid storage.Oid, serial storage.Tid) storage.Tid {
 		t.Helper()
 		tid, err := storagetest.Commit(ctx, st, storage.TxMeta{}, storage.Record{Oid: oid, Serial: serial, Data: data})
