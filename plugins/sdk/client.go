@@ -17,6 +17,7 @@ import (
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
@@ -712,6 +713,9 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 	}
 	if err := t.s.c.check("commit"); err != nil {
 		return 0, false, err
+	}
+	if walltrace.On {
+		walltrace.Mark("h.commit")
 	}
 	b := t.batch()
 	beginSent := t.beginSent
