@@ -464,6 +464,9 @@ func (l *link) send(m wire.Message, apply func(wire.Message, error)) (*pendingCa
 	}
 	l.wmu.Lock()
 	l.wbuf = wire.AppendFrame(l.wbuf, id, m)
+	if walltrace.On {
+		walltrace.Mark("c.encoded")
+	}
 	if l.writing {
 		l.wmu.Unlock()
 		return pc, nil

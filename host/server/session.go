@@ -314,6 +314,9 @@ func (s *session) run() {
 		// the requests in flight leave room for it. Until then the
 		// connection is not read and the client's sends block.
 		size, err := s.fr.PeekLength()
+		if walltrace.On {
+			walltrace.Mark("s.peek")
+		}
 		if err != nil {
 			s.readFailed(err)
 			return
