@@ -15,6 +15,7 @@ import (
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/wire"
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 )
 
 // ErrDisconnected: the client is not connected to the server and did not
@@ -458,8 +459,14 @@ func (l *link) send(m wire.Message, apply func(wire.Message, error)) (*pendingCa
 	l.pending[id] = pc
 	l.pmu.Unlock()
 
+	if walltrace.On {
+		walltrace.Mark("c.send " + m.Kind().String())
+	}
 	l.wmu.Lock()
 	l.wbuf = wire.AppendFrame(l.wbuf, id, m)
+	if walltrace.On {
+		walltrace.Mark("c.encoded")
+	}
 	if l.writing {
 		l.wmu.Unlock()
 		return pc, nil
@@ -472,6 +479,9 @@ func (l *link) send(m wire.Message, apply func(wire.Message, error)) (*pendingCa
 		l.wbuf = l.wspare[:0]
 		l.wmu.Unlock()
 		_, err := l.conn.Write(buf)
+		if walltrace.On {
+			walltrace.Mark("c.written")
+		}
 		l.wmu.Lock()
 		if cap(buf) <= 1<<20 {
 			l.wspare = buf[:0]
@@ -514,6 +524,9 @@ func (l *link) call(ctx context.Context, m wire.Message, apply func(wire.Message
 	}
 	select {
 	case r := <-pc.ch:
+		if walltrace.On {
+			walltrace.Mark("c.woke")
+		}
 		return r.msg, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: %w", m.Kind(), ctx.Err())
@@ -526,6 +539,9 @@ func (l *link) readLoop() {
 	fr := wire.FrameReader{R: bufio.NewReaderSize(l.conn, 64<<10), Max: l.c.maxMsg}
 	for {
 		f, err := fr.ReadFrame()
+		if walltrace.On {
+			walltrace.Mark("c.read")
+		}
 		if err != nil {
 			l.fail(fmt.Errorf("read: %w", err))
 			return

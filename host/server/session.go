@@ -14,6 +14,7 @@ import (
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/wire"
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 )
 
 // maxInFlight bounds the requests one connection may have running at
@@ -176,6 +177,10 @@ func (s *session) send(id uint32, m wire.Message) { s.enqueue(id, m, false) }
 func (s *session) reply(id uint32, m wire.Message) { s.enqueue(id, m, true) }
 
 func (s *session) write(buf []byte) error {
+	if walltrace.On {
+		walltrace.Mark("s.write")
+		defer walltrace.Mark("s.written")
+	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.opts.WriteTimeout))
 	if _, err := s.conn.Write(buf); err != nil {
 		s.logger.Debug("write failed", "error", err)
@@ -309,6 +314,9 @@ func (s *session) run() {
 		// the requests in flight leave room for it. Until then the
 		// connection is not read and the client's sends block.
 		size, err := s.fr.PeekLength()
+		if walltrace.On {
+			walltrace.Mark("s.peek")
+		}
 		if err != nil {
 			s.readFailed(err)
 			return
@@ -324,6 +332,9 @@ func (s *session) run() {
 			deadlineSet = true
 		}
 		f, err := s.fr.ReadFrame()
+		if walltrace.On {
+			walltrace.Mark("s.read " + f.Kind.String())
+		}
 		if err != nil {
 			s.budget.release(cost)
 			s.readFailed(err)
@@ -511,6 +522,10 @@ func (s *session) shutting() bool {
 }
 
 func (s *session) handle(f wire.Frame) {
+	if walltrace.On {
+		walltrace.Mark("s.handle")
+		defer walltrace.Mark("s.handled")
+	}
 	msg, err := wire.Decode(f)
 	if err != nil {
 		s.fail(f.ID, err)
@@ -979,6 +994,9 @@ func (s *session) commitOnePhase(id uint32, m *wire.Commit) {
 		return
 	}
 	lctx, cancel := context.WithTimeout(s.ctx, s.lockWait(m.LockWaitMillis))
+	if walltrace.On {
+		walltrace.Mark("s.prepare")
+	}
 	txn, err := s.prepareBackend(p, (*wire.Vote)(m))
 	if err != nil {
 		cancel()
@@ -1018,7 +1036,13 @@ func (s *session) commitOnePhase(id uint32, m *wire.Commit) {
 		// through it (a later transaction must not vote first) and the
 		// ticket is taken under it.
 		turn = p.ticket()
+		if walltrace.On {
+			walltrace.Mark("s.backend")
+		}
 		tid, err = storage.CommitOnePhase(fctx, txn)
+		if walltrace.On {
+			walltrace.Mark("s.backendret")
+		}
 		p.commit.Unlock()
 	}
 	p.waitTurn(turn)
@@ -1046,7 +1070,13 @@ func (s *session) commitOnePhase(id uint32, m *wire.Commit) {
 	if len(collected) > 0 {
 		reply = &wire.Committed{Tid: tid, Collected: collected}
 	}
+	if walltrace.On {
+		walltrace.Mark("s.publish")
+	}
 	p.publish(tid, oids, m.Records, collected, s, m.Handle, id, reply)
+	if walltrace.On {
+		walltrace.Mark("s.published")
+	}
 }
 
 // abortTxn aborts a transaction the session holds. reason, if set, is

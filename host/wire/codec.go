@@ -96,6 +96,18 @@ func (e *Encoder) Record(r storage.Record) {
 	e.Oids(r.Refs)
 }
 
+// recordSize is the encoded size of r (Encoder.Record).
+func recordSize(r storage.Record) int { return 8 + 8 + 4 + len(r.Data) + 4 + 8*len(r.Refs) }
+
+// metaSize is the encoded size of m (Encoder.Meta).
+func metaSize(m storage.TxMeta) int {
+	n := 4 + len(m.User) + 4 + len(m.Description) + 4
+	for k, v := range m.Extension {
+		n += 4 + len(k) + 4 + len(v)
+	}
+	return n
+}
+
 // Decoder reads big-endian fields from a byte slice. The first error
 // sticks: later reads return zero values, and Err reports it, so message
 // decoders read every field and check once.

@@ -426,6 +426,16 @@ func (m *Records) Encode(e *Encoder) {
 		}
 	}
 }
+func (m *Records) sizeHint() int {
+	n := 4
+	for _, it := range m.Items {
+		n += 1 + 8
+		if it.Code == CodeOK {
+			n += recordSize(it.Record)
+		}
+	}
+	return n
+}
 func (m *Records) Decode(d *Decoder) {
 	n := d.count(9, "record")
 	m.Items = make([]Item, 0, n)
@@ -504,6 +514,13 @@ func (m *Vote) Encode(e *Encoder) {
 		e.Record(r)
 	}
 }
+func (m *Vote) sizeHint() int {
+	n := 12 + metaSize(m.Meta) + 4
+	for _, r := range m.Records {
+		n += recordSize(r)
+	}
+	return n
+}
 func (m *Vote) Decode(d *Decoder) {
 	m.Handle = d.U32()
 	m.Txn = d.U32()
@@ -526,6 +543,7 @@ type Commit Vote
 
 func (*Commit) Kind() Kind          { return KindCommit }
 func (m *Commit) Encode(e *Encoder) { (*Vote)(m).Encode(e) }
+func (m *Commit) sizeHint() int     { return (*Vote)(m).sizeHint() }
 func (m *Commit) Decode(d *Decoder) { (*Vote)(m).Decode(d) }
 
 // Finish commits a voted transaction; the reply is Tid. The client

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
@@ -149,6 +150,9 @@ func (cs *callStream) broken() bool {
 func (cs *callStream) read() {
 	for {
 		r, err := cs.stream.Recv()
+		if walltrace.On {
+			walltrace.Mark("h.recv")
+		}
 		if err != nil {
 			cs.fail(err)
 			return
@@ -210,9 +214,15 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 	if dl, ok := ctx.Deadline(); ok {
 		call.TimeoutNs = max(int64(time.Until(dl)), 1)
 	}
+	if walltrace.On {
+		walltrace.Mark("h.send")
+	}
 	cs.sendMu.Lock()
 	err := cs.stream.Send(call)
 	cs.sendMu.Unlock()
+	if walltrace.On {
+		walltrace.Mark("h.sent")
+	}
 	if err != nil {
 		// The stream is over; the reader fails the calls in flight with
 		// the reason (this one too, if it is still pending).
@@ -225,6 +235,9 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 	}
 	select {
 	case res := <-ch:
+		if walltrace.On {
+			walltrace.Mark("h.woke")
+		}
 		if res.err != nil {
 			return nil, res.err
 		}

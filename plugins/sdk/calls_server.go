@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
@@ -47,6 +48,9 @@ func (s *Server) Calls(stream pb.Backend_CallsServer) error {
 	base := stream.Context()
 	for {
 		call, err := stream.Recv()
+		if walltrace.On {
+			walltrace.Mark("p.recv")
+		}
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -75,14 +79,23 @@ func (s *Server) Calls(stream pb.Backend_CallsServer) error {
 		running[id] = cancel
 		mu.Unlock()
 		wg.Go(func() {
+			if walltrace.On {
+				walltrace.Mark("p.run")
+			}
 			r := s.serveCall(ctx, call)
 			mu.Lock()
 			delete(running, id)
 			mu.Unlock()
 			cancel()
 			r.Id = id
+			if walltrace.On {
+				walltrace.Mark("p.send")
+			}
 			if err := send(r); err != nil {
 				s.logger.Debug("call stream: reply not sent", "call", id, "error", err)
+			}
+			if walltrace.On {
+				walltrace.Mark("p.sent")
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
@@ -474,6 +475,12 @@ func (b txBatch) pb() ([]*pb.Record, error) {
 	return out, nil
 }
 
+// release hands the packed buffer back for reuse, once the call that
+// carried the batch has returned: gRPC marshals a message (copying a
+// bytes field) before Send or a unary call returns, so nothing refers
+// to the buffer any more.
+func (b txBatch) release() { putPackBuf(b.packed) }
+
 // batch returns the buffered records without clearing them.
 func (t *remoteTxn) batch() txBatch {
 	return txBatch{recs: t.buf, packed: t.packed.bytes()}
@@ -534,7 +541,9 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 	if t.bufBytes >= storeBatchBytes {
 		b := t.batch()
 		t.clear()
-		return t.send(ctx, op, b)
+		err := t.send(ctx, op, b)
+		b.release()
+		return err
 	}
 	return nil
 }
@@ -627,6 +636,7 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 		return err
 	}
 	resp, err := t.storeOrVote(ctx, b, true)
+	b.release()
 	if err != nil {
 		t.noteAnswer(err)
 		err = t.s.wrap(ctx, "vote", err)
@@ -713,6 +723,9 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 	if err := t.s.c.check("commit"); err != nil {
 		return 0, false, err
 	}
+	if walltrace.On {
+		walltrace.Mark("h.commit")
+	}
 	b := t.batch()
 	beginSent := t.beginSent
 	req := t.request()
@@ -727,11 +740,13 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 		}
 	}
 	if status.Code(err) == codes.Unimplemented {
+		// The batch stays buffered for the two-phase fallback.
 		t.beginSent = beginSent
 		return 0, true, nil
 	}
 	t.voted = true
 	t.clear()
+	b.release()
 	if err != nil {
 		t.noteAnswer(err)
 		return 0, false, t.s.wrap(ctx, "commit", err)

@@ -3,6 +3,8 @@ package sdk
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"sync"
 
 	"github.com/zhostdb/zhost/host/storage"
 )
@@ -41,8 +43,9 @@ func (p *packedBatch) add(rec storage.Record) {
 	} else if cap(p.buf)-len(p.buf) < need {
 		// Double: append grows large slices by 1.25x, copying a batch
 		// of small records over and over.
-		grown := make([]byte, len(p.buf), max(2*cap(p.buf), len(p.buf)+need))
+		grown := getPackBuf(max(2*cap(p.buf), len(p.buf)+need))[:len(p.buf)]
 		copy(grown, p.buf)
+		putPackBuf(p.buf)
 		p.buf = grown
 	}
 	p.buf = binary.LittleEndian.AppendUint64(p.buf, uint64(rec.Oid))
@@ -54,6 +57,42 @@ func (p *packedBatch) add(rec storage.Record) {
 	}
 	p.buf = append(p.buf, rec.Data...)
 	p.n++
+}
+
+// Large packed batches reuse their buffers: a fresh 256 KiB buffer is
+// zeroed and faulted in page by page, which made packing a 1000-record
+// batch cost 330 µs instead of 16 µs into a reused one
+// (BenchmarkPackBatch). Buffers of packPoolMin bytes and more are kept
+// in one pool per power of two.
+const (
+	packPoolMin = 16 << 10
+	packPoolMax = 4 << 20
+)
+
+// packPools[c] holds buffers of 1<<c bytes (c <= 22: packPoolMax).
+var packPools [23]sync.Pool
+
+// getPackBuf returns an empty buffer with room for n bytes.
+func getPackBuf(n int) []byte {
+	if n < packPoolMin || n > packPoolMax {
+		return make([]byte, 0, n)
+	}
+	c := bits.Len(uint(n - 1)) // the power of two 1<<c >= n
+	if b, ok := packPools[c].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 1<<c)
+}
+
+// putPackBuf hands back a buffer from getPackBuf that nothing refers to
+// any more; others are left to the collector.
+func putPackBuf(b []byte) {
+	c := cap(b)
+	if c < packPoolMin || c > packPoolMax || c&(c-1) != 0 {
+		return
+	}
+	b = b[:0]
+	packPools[bits.Len(uint(c-1))].Put(&b)
 }
 
 // bytes returns the packed batch with its count filled in, nil if empty.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/wire/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
@@ -392,6 +393,9 @@ func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.FinishResp
 // with the commit; any error aborts the backend transaction (a no-op after
 // a successful vote whose finish failed only releases the lock).
 func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishResponse, error) {
+	if walltrace.On {
+		walltrace.Mark("p.decode")
+	}
 	recs, err := requestRecords(req)
 	if err != nil {
 		return nil, err
@@ -425,7 +429,13 @@ func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishRe
 		_ = txn.Abort(context.WithoutCancel(ctx))
 		return nil, toStatus(fmt.Errorf("transaction %d was aborted by the host: %w", id, storage.ErrClosed))
 	}
+	if walltrace.On {
+		walltrace.Mark("p.backend")
+	}
 	tid, err := storage.CommitOnePhase(ctx, txn)
+	if walltrace.On {
+		walltrace.Mark("p.backendret")
+	}
 	if err != nil {
 		_ = txn.Abort(context.WithoutCancel(ctx))
 		return nil, toStatus(err)
