@@ -15,7 +15,7 @@ import (
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/wire"
-	"github.com/zhostdb/zhost/host/wire/walltrace"
+	"github.com/zhostdb/zhost/internal/walltrace"
 )
 
 // ErrDisconnected: the client is not connected to the server and did not

@@ -14,7 +14,7 @@ import (
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/wire"
-	"github.com/zhostdb/zhost/host/wire/walltrace"
+	"github.com/zhostdb/zhost/internal/walltrace"
 )
 
 // maxInFlight bounds the requests one connection may have running at

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/zhostdb/zhost/host/wire/walltrace"
+	"github.com/zhostdb/zhost/internal/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/storage"
-	"github.com/zhostdb/zhost/host/wire/walltrace"
+	"github.com/zhostdb/zhost/internal/walltrace"
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
