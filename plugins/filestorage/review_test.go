@@ -1,0 +1,70 @@
+package filestorage_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/zhostdb/zhost/plugins/filestorage"
+)
+
+// setStatus overwrites the status byte of the transaction at pos (not
+// covered by the checksum) in the file at path.
+func setStatus(t *testing.T, path string, pos int64, status byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{status}, pos+16); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVotedStatusBeforeDurableDataIsRefused: a transaction in the middle
+// of the file whose status reads "voted, not finished" ('c'), followed by
+// transactions written once it was durable. The status byte is outside
+// the checksum, so only the durable end shows this is damage (a
+// transaction is durable only once finished) and not a group commit
+// torn by a power loss: open must refuse, as for any other damage before
+// durable data, and not cut the acknowledged transactions after it.
+func TestVotedStatusBeforeDurableDataIsRefused(t *testing.T) {
+	for _, policy := range []filestorage.SyncPolicy{filestorage.SyncAlways, filestorage.SyncGroup} {
+		t.Run(string(policy), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "Data.fs")
+			st := open(t, path, filestorage.Options{Sync: policy})
+			counter(t, st, 1, 3)
+			mid := st.DataEnd()
+			counter(t, st, 4, 3)
+			live := path + ".live"
+			copyFile(t, path, live) // with the preallocated zeros
+			closeOK(t, st)
+			for _, p := range []string{path, live} {
+				_ = os.Remove(path + ".index")
+				setStatus(t, p, mid, 'c')
+				refused(t, p)
+			}
+		})
+	}
+}
+
+// TestVotedStatusInTornGroupIsCut: the same status in a group commit torn
+// by a power loss (the page holding the flipped status never reached
+// the disk, a later transaction of the group did) is no damage: open
+// cuts at it and saves the group, as before.
+func TestVotedStatusInTornGroupIsCut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "Data.fs")
+	st := open(t, path, filestorage.Options{})
+	base := counter(t, st, 1, 3)
+	snap, b := unsyncedGroup(t, st, path, small(3), 0, false)
+	closeOK(t, st)
+	setStatus(t, snap, b[0], 'c')
+	whole, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = open(t, snap, filestorage.Options{})
+	checkCutAt(t, st, snap, b[0], whole[b[0]:b[3]], base, 3)
+	closeOK(t, st)
+}
