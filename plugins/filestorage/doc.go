@@ -121,8 +121,13 @@
 // transaction after X was written before X was known durable, a power
 // loss explains the damage, and open cuts at X as for a torn tail,
 // saving everything from X to the last transaction as Data.fs.trN and
-// logging a torn group commit. With "always" every transaction
-// is durable before the next is written, so any such damage is refused.
+// logging a torn group commit. A transaction still marked 'c' at X
+// (the status byte is outside the checksum) is judged the same way:
+// only finished transactions become durable, so if the last durable
+// end is beyond X it is damage and refused; otherwise its finishing
+// write was lost with the power, and it is cut. With "always" every
+// transaction is durable before the next is written, so any such
+// damage is refused.
 // A writable open fsyncs what it found before its first commit records
 // it as durable; a pack records each copied transaction's own position,
 // as the packed file replaces Data.fs only once it is fsynced whole.

@@ -263,6 +263,7 @@ func (s *Storage) recover(size int64) error {
 	sc.zeroEnds = true
 	end := start // end of the last good transaction
 	var stopErr error
+	unfinished := false // stopped at a transaction still marked 'c'
 	for {
 		p, err := sc.next()
 		if errors.Is(err, io.EOF) {
@@ -274,6 +275,7 @@ func (s *Storage) recover(size int64) error {
 		}
 		if p.status == statusCheckpoint {
 			stopErr = fmt.Errorf("transaction %s at %d was voted but never finished", p.tid, p.pos)
+			unfinished = true
 			break
 		}
 		if p.tid <= s.lastTid {
@@ -317,7 +319,8 @@ func (s *Storage) recover(size int64) error {
 		}
 	}
 	tornGroup := false
-	if end < dataEnd && stopErr != nil && errors.Is(stopErr, errCorrupt) {
+	damaged := stopErr != nil && errors.Is(stopErr, errCorrupt)
+	if end < dataEnd && (damaged || unfinished) {
 		// A torn tail ends the data. If the data still ends with a
 		// transaction that verifies and committed, either the damage is
 		// in the middle (bit rot, a bad sector: cutting there would drop
@@ -329,8 +332,14 @@ func (s *Storage) recover(size int64) error {
 		// only grow along the file, so if the last one's is not past the
 		// damage, no transaction after it was written once the damage's
 		// position was durable, and a torn write explains the damage.
+		// A transaction still marked 'c' is the same question, as its
+		// status byte is outside the checksum: it is unfinished if its
+		// finishing write was lost with the power, but damage if a later
+		// transaction was written once it was durable, since only
+		// finished transactions count as durable. Files that record no
+		// durable end keep cutting it, as they always did.
 		if h, ok := s.file.txnEndingNear(dataEnd, size); ok && h.pos > end {
-			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint {
+			if p, err := s.file.readTxnAt(h.pos, h.end()); err == nil && p.status != statusCheckpoint && (damaged || p.durable != noDurable) {
 				if p.durable == noDurable || p.durable > end {
 					recorded := "it records no durable end"
 					if p.durable != noDurable {
