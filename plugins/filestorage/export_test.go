@@ -56,3 +56,7 @@ func WithoutDurableRecord(o Options) Options { o.noDurable = true; return o }
 // (nil removes it), so a test can hold a group commit unsynced. Set it
 // while no commit runs.
 func (s *Storage) SetSyncHook(hook func()) { s.syncHook = hook }
+
+// Durable reports the end of the data the storage knows to be on stable
+// storage: what the next transaction records as its durable end.
+func (s *Storage) Durable() int64 { return s.durable.Load() }

@@ -68,3 +68,28 @@ func TestVotedStatusInTornGroupIsCut(t *testing.T) {
 	checkCutAt(t, st, snap, b[0], whole[b[0]:b[3]], base, 3)
 	closeOK(t, st)
 }
+
+// TestIndexCoversOnlyDurableData: a saved index is trusted at open for
+// everything before the position it covers, so that position must be
+// durable before the index is: else a power loss can leave the index
+// (fsynced) and a later transaction of the data file on disk, and an
+// earlier one torn, and open trusts the index over the torn one, serving
+// a transaction that never reached the disk as committed (its records
+// read as damage) instead of cutting it as a torn group commit. With
+// sync "none" nothing else ever fsyncs the data file.
+func TestIndexCoversOnlyDurableData(t *testing.T) {
+	for _, policy := range []filestorage.SyncPolicy{filestorage.SyncNone, filestorage.SyncGroup, filestorage.SyncAlways} {
+		t.Run(string(policy), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "Data.fs")
+			st := open(t, path, filestorage.Options{Sync: policy, IndexInterval: -1})
+			counter(t, st, 1, 3)
+			if err := st.SaveIndex(); err != nil {
+				t.Fatal(err)
+			}
+			if d, end := st.Durable(), st.DataEnd(); d < end {
+				t.Fatalf("index saved covering %d, but the data is known durable only up to %d", end, d)
+			}
+			closeOK(t, st)
+		})
+	}
+}
