@@ -137,7 +137,9 @@
 // A read-only open changes nothing: it reads up to the end of the data
 // and ignores what follows (it refuses damage in the middle like a
 // writable open). The index is saved on Close, after pack, and in the
-// background every Options.IndexInterval bytes.
+// background every Options.IndexInterval bytes, and only ever covers
+// durable data (with "none" the save fsyncs the data file first), so a
+// power loss cannot leave it trusted over a torn transaction.
 //
 // # Commit
 //
