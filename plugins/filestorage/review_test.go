@@ -1,10 +1,17 @@
 package filestorage_test
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/plugins/filestorage"
 )
 
@@ -90,6 +97,111 @@ func TestIndexCoversOnlyDurableData(t *testing.T) {
 				t.Fatalf("index saved covering %d, but the data is known durable only up to %d", end, d)
 			}
 			closeOK(t, st)
+		})
+	}
+}
+
+// TestCloseWhileCommitting: writers commit (group commit, the default)
+// and abort, some after voting, while Close runs; a copy of the data file
+// taken mid-way stands for a kill -9. After reopening, every object holds
+// exactly the last value whose Finish returned before Close (none whose
+// Finish failed or whose transaction was aborted), and the copy holds at
+// least every value acknowledged before it was taken.
+func TestCloseWhileCommitting(t *testing.T) {
+	for _, policy := range []filestorage.SyncPolicy{filestorage.SyncGroup, filestorage.SyncAlways} {
+		t.Run(string(policy), func(t *testing.T) {
+			ctx := testCtx(t)
+			path := filepath.Join(t.TempDir(), "Data.fs")
+			st := open(t, path, filestorage.Options{Sync: policy})
+			const writers = 6
+			acked := make([]atomic.Int64, writers) // last acknowledged value per writer
+			var wg sync.WaitGroup
+			snapped := make(chan [writers]int64, 1)
+			for w := range writers {
+				wg.Go(func() {
+					oid := storage.Oid(1000 + w)
+					var serial storage.Tid
+					for i := int64(1); ; i++ {
+						tx, err := st.Begin(ctx, storage.TxMeta{User: "w"})
+						if err != nil {
+							return
+						}
+						data := []byte(strconv.FormatInt(i, 10))
+						if i%5 == 0 {
+							// Long zero runs, as preallocated space reads.
+							data = append(make([]byte, 3000), data...)
+						}
+						if err := tx.Store(ctx, storage.Record{Oid: oid, Serial: serial, Data: data}); err != nil {
+							_ = tx.Abort(ctx)
+							return
+						}
+						if err := tx.Vote(ctx); err != nil {
+							_ = tx.Abort(ctx)
+							if errors.Is(err, storage.ErrClosed) {
+								return
+							}
+							t.Errorf("vote: %v", err)
+							return
+						}
+						if i%3 == 0 {
+							_ = tx.Abort(ctx)
+							continue
+						}
+						tid, err := tx.Finish(ctx)
+						if err != nil {
+							return
+						}
+						serial = tid
+						acked[w].Store(i)
+					}
+				})
+			}
+			wg.Go(func() {
+				time.Sleep(30 * time.Millisecond)
+				var before [writers]int64
+				for w := range writers {
+					before[w] = acked[w].Load()
+				}
+				copyFile(t, path, path+".kill9")
+				snapped <- before
+				time.Sleep(30 * time.Millisecond)
+				if err := st.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			})
+			wg.Wait()
+			before := <-snapped
+			if acked[0].Load() == 0 {
+				t.Fatal("no commit was acknowledged before Close")
+			}
+			check := func(p string, want func(w int) int64, exact bool) {
+				t.Helper()
+				st := open(t, p, filestorage.Options{Sync: policy})
+				for w := range writers {
+					oid := storage.Oid(1000 + w)
+					i := want(w)
+					rec, err := st.Load(ctx, oid)
+					if i == 0 {
+						if err != nil && !errors.Is(err, storage.ErrNotFound) {
+							t.Fatalf("%s: load %s: %v", p, oid, err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%s: load %s: %v (value %d acknowledged)", p, oid, err, i)
+					}
+					got, err := strconv.ParseInt(string(bytes.TrimLeft(rec.Data, "\x00")), 10, 64)
+					if err != nil {
+						t.Fatalf("%s: %s holds %q", p, oid, rec.Data)
+					}
+					if exact && got != i || got < i {
+						t.Fatalf("%s: %s holds %d, last acknowledged %d", p, oid, got, i)
+					}
+				}
+				closeOK(t, st)
+			}
+			check(path+".kill9", func(w int) int64 { return before[w] }, false)
+			check(path, func(w int) int64 { return acked[w].Load() }, true)
 		})
 	}
 }
