@@ -162,7 +162,9 @@ func TestCloseWhileCommitting(t *testing.T) {
 				for w := range writers {
 					before[w] = acked[w].Load()
 				}
-				copyFile(t, path, path+".kill9")
+				if err := st.WhileNoWrites(func() { copyFile(t, path, path+".kill9") }); err != nil {
+					t.Errorf("copy: %v", err)
+				}
 				snapped <- before
 				time.Sleep(30 * time.Millisecond)
 				if err := st.Close(); err != nil {
