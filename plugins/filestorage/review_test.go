@@ -207,3 +207,87 @@ func TestCloseWhileCommitting(t *testing.T) {
 		})
 	}
 }
+
+// TestTransactionEndingAtAllocatedEnd: a transaction that ends exactly
+// where the preallocated space ends (no zeros after it), voted then
+// aborted, then committed, then followed by one that must extend the
+// space; a kill -9 copy at each step reopens with every acknowledged
+// transaction and nothing else.
+func TestTransactionEndingAtAllocatedEnd(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "Data.fs")
+	st := open(t, path, filestorage.Options{})
+	counter(t, st, 1, 1)
+	const oid = storage.Oid(5)
+	store := func(serial storage.Tid, n int, finish bool) storage.Tid {
+		t.Helper()
+		tx, err := st.Begin(ctx, storage.TxMeta{User: "fit"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := append(make([]byte, n-1), 7) // zeros, then a mark
+		if err := tx.Store(ctx, storage.Record{Oid: oid, Serial: serial, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Vote(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !finish {
+			if err := tx.Abort(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return 0
+		}
+		tid, err := tx.Finish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tid
+	}
+	before := st.DataEnd()
+	probe := store(0, 100, true)
+	overhead := st.DataEnd() - before - 100
+	fit := int(st.Alloc() - st.DataEnd() - overhead)
+	kill9 := func(name string, want storage.Tid, size int) {
+		t.Helper()
+		p := path + "." + name
+		if err := st.WhileNoWrites(func() { copyFile(t, path, p) }); err != nil {
+			t.Fatal(err)
+		}
+		c := open(t, p, filestorage.Options{})
+		rec, err := c.Load(ctx, oid)
+		if err != nil || rec.Serial != want || len(rec.Data) != size || rec.Data[size-1] != 7 {
+			t.Fatalf("%s: oid 5: serial %s (want %s), %d bytes (want %d), err %v", name, rec.Serial, want, len(rec.Data), size, err)
+		}
+		if trs := trFiles(t, p); len(trs) != 0 {
+			t.Fatalf("%s: open cut a tail: %v", name, trs)
+		}
+		closeOK(t, c)
+	}
+	store(probe, fit, false)
+	if st.DataEnd() != before+100+overhead {
+		t.Fatalf("abort left the data end at %d", st.DataEnd())
+	}
+	kill9("aborted", probe, 100)
+	// The abort truncated the exact fit away (nothing was allocated past
+	// it); a new small transaction allocates again.
+	probe = store(probe, 100, true)
+	kill9("reallocated", probe, 100)
+	fit = int(st.Alloc() - st.DataEnd() - overhead)
+	alloc := st.Alloc()
+	exact := store(probe, fit, true)
+	if st.DataEnd() != alloc || st.Alloc() != alloc {
+		t.Fatalf("the transaction ends at %d, allocated %d (was %d): not an exact fit", st.DataEnd(), st.Alloc(), alloc)
+	}
+	kill9("exact", exact, fit)
+	last := store(exact, 200, true)
+	if st.Alloc() <= alloc {
+		t.Fatal("the next transaction did not extend the space")
+	}
+	kill9("extended", last, 200)
+	closeOK(t, st)
+	st = open(t, path, filestorage.Options{})
+	if rec, err := st.Load(ctx, oid); err != nil || rec.Serial != last {
+		t.Fatalf("after close: %v %v", rec.Serial, err)
+	}
+}
