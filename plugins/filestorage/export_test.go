@@ -72,3 +72,9 @@ func (s *Storage) WhileNoWrites(f func()) error {
 	f()
 	return nil
 }
+
+// SetPackDirSyncHook makes pack call hook instead of fsyncing the
+// directory after it renames the packed file over the data file (nil
+// removes it), so a test can make that fsync fail. Set it while no pack
+// runs.
+func (s *Storage) SetPackDirSyncHook(hook func() error) { s.packDirSyncHook = hook }

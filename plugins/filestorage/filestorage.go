@@ -105,6 +105,9 @@ type Storage struct {
 	// with syncMu held: the transactions written meanwhile form a group
 	// that is not yet durable.
 	syncHook func()
+	// packDirSyncHook, if set (tests), runs instead of the directory
+	// fsync after pack renames the packed file over the data file.
+	packDirSyncHook func() error
 }
 
 // finished is a transaction waiting to become visible.

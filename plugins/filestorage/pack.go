@@ -347,7 +347,11 @@ func (p *packer) run() error {
 	}
 	// From here on the packed file is Data.fs: adopt it whatever happens,
 	// or commits would go to the replaced file.
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	syncRename := func() error { return syncDir(filepath.Dir(s.path)) }
+	if s.packDirSyncHook != nil {
+		syncRename = s.packDirSyncHook
+	}
+	if err := syncRename(); err != nil {
 		s.log.Error("pack: the rename may not survive a power loss", "path", s.path, "error", err)
 	}
 	index := make(map[storage.Oid]entry, len(p.lastNew))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/host/storage/storagetest"
 	"github.com/zhostdb/zhost/plugins/filestorage"
 )
 
@@ -290,4 +291,35 @@ func TestTransactionEndingAtAllocatedEnd(t *testing.T) {
 	if rec, err := st.Load(ctx, oid); err != nil || rec.Serial != last {
 		t.Fatalf("after close: %v %v", rec.Serial, err)
 	}
+}
+
+// TestPackRenameNotDurableStopsCommits: when the directory fsync after
+// pack renames the packed file over Data.fs fails, the rename may not
+// survive a power loss: the old file would come back under the name,
+// without every commit made to the packed file since. Those commits
+// must not be acknowledged: the storage refuses them until it is
+// reopened, and the reopen makes the rename durable.
+func TestPackRenameNotDurableStopsCommits(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "Data.fs")
+	st := open(t, path, filestorage.Options{})
+	base := counter(t, st, 1, 3)
+	st.SetPackDirSyncHook(func() error { return errors.New("injected: directory fsync failed") })
+	if err := st.Pack(ctx, base[len(base)-1]+1, nil); err != nil {
+		t.Fatalf("pack: %v", err) // the packed file is in place: pack itself succeeded
+	}
+	if v := rootVersion(t, st); v != 3 {
+		t.Fatalf("after pack: root at %d", v)
+	}
+	serial := load(t, st, storage.RootOid).Serial
+	if _, err := storagetest.Commit(ctx, st, storage.TxMeta{}, storage.Record{Oid: storage.RootOid, Serial: serial, Data: []byte("4")}); err == nil {
+		t.Fatal("a commit after a pack whose rename is not durable was acknowledged")
+	}
+	_ = st.Close()
+	st = open(t, path, filestorage.Options{})
+	if v := rootVersion(t, st); v != 3 {
+		t.Fatalf("after reopen: root at %d, want 3", v)
+	}
+	counter(t, st, 4, 1)
+	closeOK(t, st)
 }
