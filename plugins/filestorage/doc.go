@@ -168,7 +168,10 @@
 // meanwhile and rename the new file over Data.fs, so loads never stop and
 // commits stop only for that last step. The packed file is preallocated
 // like the one it replaces (in the same fsync); Data.fs.old is cut to its
-// data.
+// data. If the directory fsync after the rename fails, the rename may not
+// survive a power loss, and commits to the packed file with it: the
+// storage then refuses commits until it is reopened (a writable open
+// fsyncs the directory).
 //
 // # Caveats
 //

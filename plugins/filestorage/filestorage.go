@@ -377,6 +377,11 @@ func (s *Storage) recover(size int64) error {
 		if err := fdatasync(s.file.f); err != nil {
 			return fmt.Errorf("fsync after recovery: %w", err)
 		}
+		// And its name: a pack's rename over it may not be durable yet
+		// (its directory fsync failed before a restart).
+		if err := syncDir(filepath.Dir(s.path)); err != nil {
+			return fmt.Errorf("after recovery: %w", err)
+		}
 		s.durable.Store(end)
 	}
 	s.file.setLimit(end)

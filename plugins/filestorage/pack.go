@@ -352,7 +352,12 @@ func (p *packer) run() error {
 		syncRename = s.packDirSyncHook
 	}
 	if err := syncRename(); err != nil {
-		s.log.Error("pack: the rename may not survive a power loss", "path", s.path, "error", err)
+		// A power loss may bring the old file back under the name, and
+		// with it lose every commit made to the packed file: take none
+		// until a reopen (which fsyncs the directory) makes it durable.
+		err = fmt.Errorf("fsync the directory after renaming the packed file over %s: %w", s.path, err)
+		s.broken.Store(&err)
+		s.log.Error("pack: the rename may not survive a power loss; refusing further commits until the storage is reopened", "path", s.path, "error", err)
 	}
 	index := make(map[storage.Oid]entry, len(p.lastNew))
 	for oid, e := range p.lastNew {
