@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -52,6 +53,14 @@ func callsModeFromEnv() callsMode {
 	return callsPacked
 }
 
+// sendGrace is how long a call's message may stay blocked going out
+// (the plugin not reading its stream) after the caller's context ended
+// before the stream is declared stuck and broken: a message half sent
+// cannot be taken back, so the caller waits for it, but not forever. A
+// slow but healthy plugin drains a batch well within it; breaking the
+// stream fails every call in flight on it, so it is not done lightly.
+const sendGrace = 2 * time.Second
+
 // helloTimeout bounds the wait for the plugin's first message on a new
 // Calls stream; the call then goes unary, and the next call tries again.
 const helloTimeout = 10 * time.Second
@@ -63,7 +72,12 @@ type callStream struct {
 	stream pb.Backend_CallsClient
 	cancel context.CancelFunc
 
-	sendMu sync.Mutex // one SendMsg at a time
+	// sendSem holds one token while a SendMsg is in progress (gRPC
+	// allows one sender per stream); a channel rather than a mutex, so a
+	// caller whose context ends while it waits gives up. done is closed
+	// when the stream ends.
+	sendSem chan struct{}
+	done    <-chan struct{}
 
 	mu      sync.Mutex
 	next    uint64
@@ -134,7 +148,7 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 		cancel()
 		return nil, status.Errorf(codes.Internal, "call stream: the plugin's first message is not a hello")
 	}
-	cs := &callStream{c: c, stream: stream, cancel: cancel, pending: map[uint64]chan callResult{}}
+	cs := &callStream{c: c, stream: stream, cancel: cancel, sendSem: make(chan struct{}, 1), done: sctx.Done(), pending: map[uint64]chan callResult{}}
 	go cs.read()
 	return cs, nil
 }
@@ -217,9 +231,22 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 	if walltrace.On {
 		walltrace.Mark("h.send")
 	}
-	cs.sendMu.Lock()
-	err := cs.stream.Send(call)
-	cs.sendMu.Unlock()
+	select {
+	case cs.sendSem <- struct{}{}:
+	case <-ctx.Done():
+		// Nothing was sent: the plugin never heard of the call.
+		cs.forget(id)
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-cs.done:
+		// The stream failed while the call waited; fail reports it.
+		res := <-ch
+		if res.err != nil {
+			return nil, res.err
+		}
+		return res.r, replyError(res.r)
+	}
+	err := cs.sendWatched(ctx, call)
+	<-cs.sendSem
 	if walltrace.On {
 		walltrace.Mark("h.sent")
 	}
@@ -265,9 +292,36 @@ func (cs *callStream) forget(id uint64) bool {
 }
 
 func (cs *callStream) send(call *pb.Call) {
-	cs.sendMu.Lock()
-	defer cs.sendMu.Unlock()
+	select {
+	case cs.sendSem <- struct{}{}:
+	case <-cs.done:
+		return // the plugin's end of the stream ends every call
+	}
 	_ = cs.stream.Send(call) // a broken stream is the reader's to report
+	<-cs.sendSem
+}
+
+// sendWatched sends call, holding the send token. If ctx ends while the
+// message is still going out (the plugin stopped reading and the
+// stream's window is full), the stream is broken sendGrace later unless
+// the send has finished by then, so the caller returns.
+func (cs *callStream) sendWatched(ctx context.Context, call *pb.Call) error {
+	if ctx.Done() == nil {
+		return cs.stream.Send(call)
+	}
+	var sending atomic.Bool
+	sending.Store(true)
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(sendGrace, func() {
+			if sending.Load() {
+				cs.fail(status.Errorf(codes.Unavailable, "the plugin has not read call %d for %v after its caller gave up: stream stuck", call.GetId(), sendGrace))
+			}
+		})
+	})
+	err := cs.stream.Send(call)
+	sending.Store(false)
+	stop()
+	return err
 }
 
 // replyError is the error a reply carries, nil for a result.
