@@ -1,8 +1,10 @@
 package pluginhost
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ func TestStderrWithBadLogFields(t *testing.T) {
 	bin := script(t, "zhost-plugin-badlog", `
 echo '{"@message": 5, "@level": ["x"], "@timestamp": 7, "who": "number-message"}' >&2
 echo '{"@message": {"nested": true}, "@level": null}' >&2
+echo ' {"@message": 6, "who": "leading-space"}' >&2
 echo '{"@level": "error", "@message": "a well-formed line after the bad ones"}' >&2
 exit 3`)
 	if err := m.Add(Spec{Name: "badlog", Path: bin, Where: "cluster.hcl:60"}); err != nil {
@@ -33,7 +36,7 @@ exit 3`)
 		return strings.Contains(logs.String(), "a well-formed line after the bad ones")
 	})
 	out := logs.String()
-	for _, want := range []string{"number-message", `nested`, "[ERROR] host.badlog: a well-formed line after the bad ones"} {
+	for _, want := range []string{"number-message", `nested`, "leading-space", "[ERROR] host.badlog: a well-formed line after the bad ones"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("host log lacks %q:\n%s", want, out)
 		}
@@ -96,5 +99,54 @@ func TestLogLineFilterStream(t *testing.T) {
 				t.Fatalf("filtered stream differs: got %d bytes, want %d", len(got), len(want))
 			}
 		})
+	}
+}
+
+// TestLogLineFilterAsGoPluginReads reads the filter's output as go-plugin
+// does (bufio ReadLine with its 64 KiB buffer, then json.Unmarshal of every
+// whole line) and checks that every hclog field it would assert is a string
+// is one: JSON allows whitespace before the object, so a line such as
+// ` {"@message": 5}` or "\t{...}" parses there too.
+func TestLogLineFilterAsGoPluginReads(t *testing.T) {
+	lines := []string{
+		` {"@message": 5}`,
+		"\t{\"@level\": 1}",
+		"\r{\"@timestamp\": 2}",
+		"  \t {\"@message\": {\"a\": 1}, \"@level\": \"info\"}",
+		`{"@message": 5}` + "\r\r",
+		`{"@message": "fine"}`,
+		" plain text",
+	}
+	in := strings.Join(lines, "\n") + "\n"
+	src := io.NopCloser(strings.NewReader(in))
+	f := &logLineFilter{r: newLogReader(src), c: src}
+	r := bufio.NewReaderSize(f, 64<<10) // go-plugin's PluginLogBufferSize default
+	n := 0
+	for {
+		line, isPrefix, err := r.ReadLine()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if isPrefix {
+			continue
+		}
+		var raw map[string]any
+		if json.Unmarshal(line, &raw) != nil {
+			continue // go-plugin logs it as text
+		}
+		for _, k := range hclogKeys {
+			if v, ok := raw[k]; ok {
+				if _, isString := v.(string); !isString {
+					t.Errorf("line %q: go-plugin would find %s = %T and panic the host", line, k, v)
+				}
+			}
+		}
+	}
+	if n != len(lines) {
+		t.Fatalf("go-plugin read %d lines, want %d", n, len(lines))
 	}
 }
