@@ -117,7 +117,30 @@ func TestLogLineFilterAsGoPluginReads(t *testing.T) {
 		`{"@message": "fine"}`,
 		" plain text",
 	}
-	in := strings.Join(lines, "\n") + "\n"
+	if n := readAsGoPlugin(t, strings.Join(lines, "\n")+"\n"); n != len(lines) {
+		t.Fatalf("go-plugin read %d lines, want %d", n, len(lines))
+	}
+}
+
+// FuzzLogLineFilter: whatever a plugin writes on stderr, go-plugin's
+// parser finds strings in the hclog fields after the filter.
+func FuzzLogLineFilter(f *testing.F) {
+	for _, s := range []string{
+		` {"@message": 5}` + "\n",
+		"{\"@level\": 1}\r\n{\"@message\":\"x\"}",
+		"text\n\t{\"@timestamp\": [1]}\r\r\n",
+		`{"@message":"a","@message":5}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) { readAsGoPlugin(t, in) })
+}
+
+// readAsGoPlugin reads in through the filter as go-plugin's logStderr
+// does and reports any hclog field that is not a string; it returns the
+// number of lines read.
+func readAsGoPlugin(t *testing.T, in string) int {
+	t.Helper()
 	src := io.NopCloser(strings.NewReader(in))
 	f := &logLineFilter{r: newLogReader(src), c: src}
 	r := bufio.NewReaderSize(f, 64<<10) // go-plugin's PluginLogBufferSize default
@@ -146,7 +169,5 @@ func TestLogLineFilterAsGoPluginReads(t *testing.T) {
 			}
 		}
 	}
-	if n != len(lines) {
-		t.Fatalf("go-plugin read %d lines, want %d", n, len(lines))
-	}
+	return n
 }
