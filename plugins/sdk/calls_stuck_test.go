@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -14,6 +15,15 @@ import (
 
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
+
+// silentCalls is a plugin whose Calls stream never says hello (wedged
+// before it); its unary calls work.
+type silentCalls struct{ *Server }
+
+func (silentCalls) Calls(s pb.Backend_CallsServer) error {
+	<-s.Context().Done()
+	return nil
+}
 
 // stuckCalls is a plugin that is alive but stops reading its Calls
 // stream after the hello (a wedged or stopped process): the stream's
@@ -30,11 +40,18 @@ func (stuckCalls) Calls(s pb.Backend_CallsServer) error {
 
 func serveStuck(t *testing.T) *Client {
 	t.Helper()
+	return serveBackend(t, func(srv *Server) pb.BackendServer { return stuckCalls{srv} })
+}
+
+// serveBackend serves the test plugin with the Backend service backend
+// makes around its Server.
+func serveBackend(t *testing.T, backend func(*Server) pb.BackendServer) *Client {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(GRPCServerOptions()...)
 	srv := NewServer(testPlugin(), nil)
 	pb.RegisterPluginServer(gs, srv)
-	pb.RegisterBackendServer(gs, stuckCalls{srv})
+	pb.RegisterBackendServer(gs, backend(srv))
 	go func() { _ = gs.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///plugin",
 		append(GRPCDialOptions(),
@@ -91,5 +108,42 @@ func TestCallsStuckPluginHonorsDeadline(t *testing.T) {
 				t.Fatal("no new Calls stream")
 			}
 		}
+	}
+}
+
+// TestCallsSilentPluginHonorsDeadline: while one call waits for the hello
+// of a new stream (up to helloTimeout), a call with a short deadline
+// must not queue behind it past its deadline.
+func TestCallsSilentPluginHonorsDeadline(t *testing.T) {
+	c := serveBackend(t, func(srv *Server) pb.BackendServer { return silentCalls{srv} })
+	st, err := c.Open(context.Background(), "memory", "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		// No deadline: waits helloTimeout for the stream, then goes unary.
+		_, err := st.LastTid(context.Background())
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first call is waiting for the hello
+	const deadline = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	_, err = st.LastTid(ctx)
+	if d := time.Since(start); d > deadline+time.Second {
+		t.Fatalf("a call with a %v deadline returned after %v (err %v), queued behind the hello wait", deadline, d, err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatalf("the first call, unary after the hello timeout: %v", err)
+		}
+	case <-time.After(helloTimeout + 5*time.Second):
+		t.Fatal("the first call did not go unary after the hello timeout")
 	}
 }
