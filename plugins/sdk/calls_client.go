@@ -101,8 +101,14 @@ func (c *Client) calls(ctx context.Context) *callStream {
 	if cs := c.stream.Load(); cs != nil && !cs.broken() {
 		return cs
 	}
-	c.streamMu.Lock()
-	defer c.streamMu.Unlock()
+	select {
+	case c.streamSem <- struct{}{}:
+	case <-ctx.Done():
+		// Another call is opening the stream (waiting up to helloTimeout
+		// for the plugin); the unary call reports the context's end.
+		return nil
+	}
+	defer func() { <-c.streamSem }()
 	if c.noStream.Load() {
 		return nil
 	}
@@ -131,7 +137,7 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 		return nil, err
 	}
 	// A plugin that neither answers nor fails must not keep the callers
-	// queued behind this one (on streamMu) past helloTimeout.
+	// queued behind this one (on streamSem) past helloTimeout.
 	wait, waitCancel := context.WithTimeout(ctx, helloTimeout)
 	defer waitCancel()
 	stop := context.AfterFunc(wait, cancel)

@@ -46,12 +46,13 @@ type Client struct {
 
 	// The Calls stream carrying the hot calls (calls_client.go): mode is
 	// fixed at NewClient; noStream says the plugin answered Unimplemented
-	// (it predates Calls), so every call goes unary; streamMu serializes
-	// opening the stream.
-	mode     callsMode
-	noStream atomic.Bool
-	streamMu sync.Mutex
-	stream   atomic.Pointer[callStream]
+	// (it predates Calls), so every call goes unary; streamSem (one
+	// token) serializes opening the stream, and a caller whose context
+	// ends while it waits gives up.
+	mode      callsMode
+	noStream  atomic.Bool
+	streamSem chan struct{}
+	stream    atomic.Pointer[callStream]
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done
@@ -67,6 +68,8 @@ func NewClient(name string, done context.Context, conn *grpc.ClientConn) *Client
 		backend: pb.NewBackendClient(conn),
 		mount:   pb.NewMountClient(conn),
 		mode:    callsModeFromEnv(),
+
+		streamSem: make(chan struct{}, 1),
 	}
 }
 
