@@ -67,20 +67,27 @@ func stillInFlight(t *testing.T, res <-chan error, cancel context.CancelFunc) {
 // stream for the other calls in flight (a protobuf string must be UTF-8:
 // the reply would not marshal).
 func TestCallsErrorNotUTF8(t *testing.T) {
-	seen := make(chan context.Context, 4)
-	c, _ := serveInProcess(t, &Plugin{Name: "bad", Version: "0", Backends: map[string]Backend{"block": badTextBackend{blockBackend{seen}}}})
-	st, err := c.Open(context.Background(), "block", "b", nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, mode := range []struct {
+		name string
+		mode callsMode
+	}{{"packed", callsPacked}, {"unary", callsUnary}} {
+		t.Run(mode.name, func(t *testing.T) {
+			seen := make(chan context.Context, 4)
+			c, _ := serveInProcess(t, &Plugin{Name: "bad", Version: "0", Backends: map[string]Backend{"block": badTextBackend{blockBackend{seen}}}})
+			c.mode = mode.mode
+			st, err := c.Open(context.Background(), "block", "b", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			res, cancel := inFlight(t, st)
+			_, err = st.Load(context.Background(), 77)
+			if !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("load with a non-UTF-8 error: %v, want ErrNotFound", err)
+			}
+			stillInFlight(t, res, cancel)
+		})
 	}
-	defer st.Close()
-	res, cancel := inFlight(t, st)
-	usesStream(t, c)
-	_, err = st.Load(context.Background(), 77)
-	if !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("load with a non-UTF-8 error: %v, want ErrNotFound", err)
-	}
-	stillInFlight(t, res, cancel)
 }
 
 // TestCallsMetaNotUTF8: a transaction whose metadata is not valid UTF-8
