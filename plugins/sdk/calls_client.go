@@ -53,13 +53,15 @@ func callsModeFromEnv() callsMode {
 	return callsPacked
 }
 
-// sendGrace is how long a call's message may stay blocked going out
-// (the plugin not reading its stream) after the caller's context ended
-// before the stream is declared stuck and broken: a message half sent
-// cannot be taken back, so the caller waits for it, but not forever. A
-// slow but healthy plugin drains a batch well within it; breaking the
-// stream fails every call in flight on it, so it is not done lightly.
-const sendGrace = 2 * time.Second
+// sendGrace is how often a stream's watchdog looks at the send in
+// progress. A send it finds blocked at two looks in a row (so for at
+// least sendGrace: the plugin is not reading its stream) whose caller's
+// context has ended breaks the stream: a message half sent cannot be
+// taken back, so the caller waits for its send, but not forever, and
+// returns at most about 2*sendGrace after its context ended. A slow but
+// healthy plugin drains a batch well within it; breaking the stream
+// fails every call in flight on it, so it is not done lightly.
+const sendGrace = time.Second
 
 // helloTimeout bounds the wait for the plugin's first message on a new
 // Calls stream; the call then goes unary, and the next call tries again.
@@ -78,6 +80,11 @@ type callStream struct {
 	// when the stream ends.
 	sendSem chan struct{}
 	done    <-chan struct{}
+	// sendSeq counts the starts and ends of sends (odd: one is in
+	// progress); sendDone holds the Done channel of the sending call's
+	// context. The watchdog reads them.
+	sendSeq  atomic.Uint64
+	sendDone atomic.Value // <-chan struct{}
 
 	mu      sync.Mutex
 	next    uint64
@@ -156,6 +163,7 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 	}
 	cs := &callStream{c: c, stream: stream, cancel: cancel, sendSem: make(chan struct{}, 1), done: sctx.Done(), pending: map[uint64]chan callResult{}}
 	go cs.read()
+	go cs.watch()
 	return cs, nil
 }
 
@@ -238,18 +246,11 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 		walltrace.Mark("h.send")
 	}
 	select {
-	case cs.sendSem <- struct{}{}:
-	case <-ctx.Done():
-		// Nothing was sent: the plugin never heard of the call.
-		cs.forget(id)
-		return nil, status.FromContextError(ctx.Err()).Err()
-	case <-cs.done:
-		// The stream failed while the call waited; fail reports it.
-		res := <-ch
-		if res.err != nil {
-			return nil, res.err
+	case cs.sendSem <- struct{}{}: // the common case: nobody is sending
+	default:
+		if ended, r, err := cs.waitToSend(ctx, id, ch); ended {
+			return r, err
 		}
-		return res.r, replyError(res.r)
 	}
 	err := cs.sendWatched(ctx, call)
 	<-cs.sendSem
@@ -285,6 +286,26 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 	}
 }
 
+// waitToSend waits for the send token of call id, whose reply goes to
+// ch; ended is true when the call ends first, with its result.
+func (cs *callStream) waitToSend(ctx context.Context, id uint64, ch chan callResult) (ended bool, _ *pb.Reply, _ error) {
+	select {
+	case cs.sendSem <- struct{}{}:
+		return false, nil, nil
+	case <-ctx.Done():
+		// Nothing was sent: the plugin never heard of the call.
+		cs.forget(id)
+		return true, nil, status.FromContextError(ctx.Err()).Err()
+	case <-cs.done:
+		// The stream failed while the call waited; fail reports it.
+		res := <-ch
+		if res.err != nil {
+			return true, nil, res.err
+		}
+		return true, res.r, replyError(res.r)
+	}
+}
+
 // forget drops a pending call; false if its result was already handed
 // over (or the stream failed it).
 func (cs *callStream) forget(id uint64) bool {
@@ -307,27 +328,49 @@ func (cs *callStream) send(call *pb.Call) {
 	<-cs.sendSem
 }
 
-// sendWatched sends call, holding the send token. If ctx ends while the
-// message is still going out (the plugin stopped reading and the
-// stream's window is full), the stream is broken sendGrace later unless
-// the send has finished by then, so the caller returns.
+// sendWatched sends call, holding the send token, where the watchdog
+// sees it.
 func (cs *callStream) sendWatched(ctx context.Context, call *pb.Call) error {
-	if ctx.Done() == nil {
-		return cs.stream.Send(call)
-	}
-	var sending atomic.Bool
-	sending.Store(true)
-	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(sendGrace, func() {
-			if sending.Load() {
-				cs.fail(status.Errorf(codes.Unavailable, "the plugin has not read call %d for %v after its caller gave up: stream stuck", call.GetId(), sendGrace))
-			}
-		})
-	})
+	cs.sendDone.Store(ctx.Done())
+	cs.sendSeq.Add(1)
 	err := cs.stream.Send(call)
-	sending.Store(false)
-	stop()
+	cs.sendSeq.Add(1)
 	return err
+}
+
+// watch breaks the stream when a send has been blocked for sendGrace
+// and its caller's context has ended (see sendGrace), until the stream
+// ends.
+func (cs *callStream) watch() {
+	tick := time.NewTicker(sendGrace)
+	defer tick.Stop()
+	var last uint64
+	for {
+		select {
+		case <-cs.done:
+			return
+		case <-tick.C:
+		}
+		seq := cs.sendSeq.Load()
+		if seq%2 == 1 && seq == last {
+			done, _ := cs.sendDone.Load().(<-chan struct{})
+			if cs.sendSeq.Load() == seq && closed(done) {
+				cs.fail(status.Errorf(codes.Unavailable, "the plugin has not read its call stream for %v and the sending call's context ended: stream stuck", sendGrace))
+				return
+			}
+		}
+		last = seq
+	}
+}
+
+// closed reports whether ch is closed (never, for nil).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // replyError is the error a reply carries, nil for a result.
