@@ -281,8 +281,16 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 			// Tell the plugin, without making the caller wait for the
 			// stream (a large message may be going out).
 			go cs.send(&pb.Call{Id: id, Op: &pb.Call_Cancel{Cancel: &pb.Empty{}}})
+			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		return nil, status.FromContextError(ctx.Err()).Err()
+		// The reply (or the stream's end) was handed over as the
+		// context ended: it is the call's outcome (a commit the plugin
+		// made must not be reported as failed).
+		res := <-ch
+		if res.err != nil {
+			return nil, res.err
+		}
+		return res.r, replyError(res.r)
 	}
 }
 
