@@ -183,12 +183,14 @@ func (f *logLineFilter) Close() error { return f.c.Close() }
 // hclogKeys are the keys go-plugin reads as strings from a JSON log line.
 var hclogKeys = []string{"@message", "@level", "@timestamp"}
 
-// safeLogLine returns line, or, if it is a JSON object with a non-string
-// value under one of hclogKeys, the object re-encoded with those values
-// as strings.
+// safeLogLine returns line, or, if it is a JSON object (whitespace before
+// it allowed) with a non-string value under one of hclogKeys, the object
+// re-encoded with those values as strings.
 func safeLogLine(line []byte) []byte {
 	body := bytes.TrimRight(line, "\r\n")
-	if len(body) == 0 || body[0] != '{' {
+	// JSON allows whitespace before the object, and go-plugin's parser
+	// (json.Unmarshal of the line) accepts it.
+	if obj := bytes.TrimLeft(body, " \t\r\n"); len(obj) == 0 || obj[0] != '{' {
 		return line
 	}
 	var obj map[string]json.RawMessage

@@ -1,8 +1,10 @@
 package pluginhost
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ func TestStderrWithBadLogFields(t *testing.T) {
 	bin := script(t, "zhost-plugin-badlog", `
 echo '{"@message": 5, "@level": ["x"], "@timestamp": 7, "who": "number-message"}' >&2
 echo '{"@message": {"nested": true}, "@level": null}' >&2
+echo ' {"@message": 6, "who": "leading-space"}' >&2
 echo '{"@level": "error", "@message": "a well-formed line after the bad ones"}' >&2
 exit 3`)
 	if err := m.Add(Spec{Name: "badlog", Path: bin, Where: "cluster.hcl:60"}); err != nil {
@@ -33,7 +36,7 @@ exit 3`)
 		return strings.Contains(logs.String(), "a well-formed line after the bad ones")
 	})
 	out := logs.String()
-	for _, want := range []string{"number-message", `nested`, "[ERROR] host.badlog: a well-formed line after the bad ones"} {
+	for _, want := range []string{"number-message", `nested`, "leading-space", "[ERROR] host.badlog: a well-formed line after the bad ones"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("host log lacks %q:\n%s", want, out)
 		}
@@ -97,4 +100,74 @@ func TestLogLineFilterStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogLineFilterAsGoPluginReads reads the filter's output as go-plugin
+// does (bufio ReadLine with its 64 KiB buffer, then json.Unmarshal of every
+// whole line) and checks that every hclog field it would assert is a string
+// is one: JSON allows whitespace before the object, so a line such as
+// ` {"@message": 5}` or "\t{...}" parses there too.
+func TestLogLineFilterAsGoPluginReads(t *testing.T) {
+	lines := []string{
+		` {"@message": 5}`,
+		"\t{\"@level\": 1}",
+		"\r{\"@timestamp\": 2}",
+		"  \t {\"@message\": {\"a\": 1}, \"@level\": \"info\"}",
+		`{"@message": 5}` + "\r\r",
+		`{"@message": "fine"}`,
+		" plain text",
+	}
+	if n := readAsGoPlugin(t, strings.Join(lines, "\n")+"\n"); n != len(lines) {
+		t.Fatalf("go-plugin read %d lines, want %d", n, len(lines))
+	}
+}
+
+// FuzzLogLineFilter: whatever a plugin writes on stderr, go-plugin's
+// parser finds strings in the hclog fields after the filter.
+func FuzzLogLineFilter(f *testing.F) {
+	for _, s := range []string{
+		` {"@message": 5}` + "\n",
+		"{\"@level\": 1}\r\n{\"@message\":\"x\"}",
+		"text\n\t{\"@timestamp\": [1]}\r\r\n",
+		`{"@message":"a","@message":5}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) { readAsGoPlugin(t, in) })
+}
+
+// readAsGoPlugin reads in through the filter as go-plugin's logStderr
+// does and reports any hclog field that is not a string; it returns the
+// number of lines read.
+func readAsGoPlugin(t *testing.T, in string) int {
+	t.Helper()
+	src := io.NopCloser(strings.NewReader(in))
+	f := &logLineFilter{r: newLogReader(src), c: src}
+	r := bufio.NewReaderSize(f, 64<<10) // go-plugin's PluginLogBufferSize default
+	n := 0
+	for {
+		line, isPrefix, err := r.ReadLine()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if isPrefix {
+			continue
+		}
+		var raw map[string]any
+		if json.Unmarshal(line, &raw) != nil {
+			continue // go-plugin logs it as text
+		}
+		for _, k := range hclogKeys {
+			if v, ok := raw[k]; ok {
+				if _, isString := v.(string); !isString {
+					t.Errorf("line %q: go-plugin would find %s = %T and panic the host", line, k, v)
+				}
+			}
+		}
+	}
+	return n
 }

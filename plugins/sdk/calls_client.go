@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -52,6 +53,16 @@ func callsModeFromEnv() callsMode {
 	return callsPacked
 }
 
+// sendGrace is how often a stream's watchdog looks at the send in
+// progress. A send it finds blocked at two looks in a row (so for at
+// least sendGrace: the plugin is not reading its stream) whose caller's
+// context has ended breaks the stream: a message half sent cannot be
+// taken back, so the caller waits for its send, but not forever, and
+// returns at most about 2*sendGrace after its context ended. A slow but
+// healthy plugin drains a batch well within it; breaking the stream
+// fails every call in flight on it, so it is not done lightly.
+const sendGrace = time.Second
+
 // helloTimeout bounds the wait for the plugin's first message on a new
 // Calls stream; the call then goes unary, and the next call tries again.
 const helloTimeout = 10 * time.Second
@@ -63,7 +74,17 @@ type callStream struct {
 	stream pb.Backend_CallsClient
 	cancel context.CancelFunc
 
-	sendMu sync.Mutex // one SendMsg at a time
+	// sendSem holds one token while a SendMsg is in progress (gRPC
+	// allows one sender per stream); a channel rather than a mutex, so a
+	// caller whose context ends while it waits gives up. done is closed
+	// when the stream ends.
+	sendSem chan struct{}
+	done    <-chan struct{}
+	// sendSeq counts the starts and ends of sends (odd: one is in
+	// progress); sendDone holds the Done channel of the sending call's
+	// context. The watchdog reads them.
+	sendSeq  atomic.Uint64
+	sendDone atomic.Value // <-chan struct{}
 
 	mu      sync.Mutex
 	next    uint64
@@ -87,8 +108,14 @@ func (c *Client) calls(ctx context.Context) *callStream {
 	if cs := c.stream.Load(); cs != nil && !cs.broken() {
 		return cs
 	}
-	c.streamMu.Lock()
-	defer c.streamMu.Unlock()
+	select {
+	case c.streamSem <- struct{}{}:
+	case <-ctx.Done():
+		// Another call is opening the stream (waiting up to helloTimeout
+		// for the plugin); the unary call reports the context's end.
+		return nil
+	}
+	defer func() { <-c.streamSem }()
 	if c.noStream.Load() {
 		return nil
 	}
@@ -117,7 +144,7 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 		return nil, err
 	}
 	// A plugin that neither answers nor fails must not keep the callers
-	// queued behind this one (on streamMu) past helloTimeout.
+	// queued behind this one (on streamSem) past helloTimeout.
 	wait, waitCancel := context.WithTimeout(ctx, helloTimeout)
 	defer waitCancel()
 	stop := context.AfterFunc(wait, cancel)
@@ -134,8 +161,9 @@ func (c *Client) openCalls(ctx context.Context) (*callStream, error) {
 		cancel()
 		return nil, status.Errorf(codes.Internal, "call stream: the plugin's first message is not a hello")
 	}
-	cs := &callStream{c: c, stream: stream, cancel: cancel, pending: map[uint64]chan callResult{}}
+	cs := &callStream{c: c, stream: stream, cancel: cancel, sendSem: make(chan struct{}, 1), done: sctx.Done(), pending: map[uint64]chan callResult{}}
 	go cs.read()
+	go cs.watch()
 	return cs, nil
 }
 
@@ -217,9 +245,15 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 	if walltrace.On {
 		walltrace.Mark("h.send")
 	}
-	cs.sendMu.Lock()
-	err := cs.stream.Send(call)
-	cs.sendMu.Unlock()
+	select {
+	case cs.sendSem <- struct{}{}: // the common case: nobody is sending
+	default:
+		if ended, r, err := cs.waitToSend(ctx, id, ch); ended {
+			return r, err
+		}
+	}
+	err := cs.sendWatched(ctx, call)
+	<-cs.sendSem
 	if walltrace.On {
 		walltrace.Mark("h.sent")
 	}
@@ -247,8 +281,36 @@ func (cs *callStream) call(ctx context.Context, call *pb.Call) (*pb.Reply, error
 			// Tell the plugin, without making the caller wait for the
 			// stream (a large message may be going out).
 			go cs.send(&pb.Call{Id: id, Op: &pb.Call_Cancel{Cancel: &pb.Empty{}}})
+			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		return nil, status.FromContextError(ctx.Err()).Err()
+		// The reply (or the stream's end) was handed over as the
+		// context ended: it is the call's outcome (a commit the plugin
+		// made must not be reported as failed).
+		res := <-ch
+		if res.err != nil {
+			return nil, res.err
+		}
+		return res.r, replyError(res.r)
+	}
+}
+
+// waitToSend waits for the send token of call id, whose reply goes to
+// ch; ended is true when the call ends first, with its result.
+func (cs *callStream) waitToSend(ctx context.Context, id uint64, ch chan callResult) (ended bool, _ *pb.Reply, _ error) {
+	select {
+	case cs.sendSem <- struct{}{}:
+		return false, nil, nil
+	case <-ctx.Done():
+		// Nothing was sent: the plugin never heard of the call.
+		cs.forget(id)
+		return true, nil, status.FromContextError(ctx.Err()).Err()
+	case <-cs.done:
+		// The stream failed while the call waited; fail reports it.
+		res := <-ch
+		if res.err != nil {
+			return true, nil, res.err
+		}
+		return true, res.r, replyError(res.r)
 	}
 }
 
@@ -265,9 +327,58 @@ func (cs *callStream) forget(id uint64) bool {
 }
 
 func (cs *callStream) send(call *pb.Call) {
-	cs.sendMu.Lock()
-	defer cs.sendMu.Unlock()
+	select {
+	case cs.sendSem <- struct{}{}:
+	case <-cs.done:
+		return // the plugin's end of the stream ends every call
+	}
 	_ = cs.stream.Send(call) // a broken stream is the reader's to report
+	<-cs.sendSem
+}
+
+// sendWatched sends call, holding the send token, where the watchdog
+// sees it.
+func (cs *callStream) sendWatched(ctx context.Context, call *pb.Call) error {
+	cs.sendDone.Store(ctx.Done())
+	cs.sendSeq.Add(1)
+	err := cs.stream.Send(call)
+	cs.sendSeq.Add(1)
+	return err
+}
+
+// watch breaks the stream when a send has been blocked for sendGrace
+// and its caller's context has ended (see sendGrace), until the stream
+// ends.
+func (cs *callStream) watch() {
+	tick := time.NewTicker(sendGrace)
+	defer tick.Stop()
+	var last uint64
+	for {
+		select {
+		case <-cs.done:
+			return
+		case <-tick.C:
+		}
+		seq := cs.sendSeq.Load()
+		if seq%2 == 1 && seq == last {
+			done, _ := cs.sendDone.Load().(<-chan struct{})
+			if cs.sendSeq.Load() == seq && closed(done) {
+				cs.fail(status.Errorf(codes.Unavailable, "the plugin has not read its call stream for %v and the sending call's context ended: stream stuck", sendGrace))
+				return
+			}
+		}
+		last = seq
+	}
+}
+
+// closed reports whether ch is closed (never, for nil).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // replyError is the error a reply carries, nil for a result.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,7 +156,9 @@ func (s *Server) serveCall(ctx context.Context, call *pb.Call) *pb.Reply {
 // callError turns a handler's status error into its Reply form.
 func callError(err error) *pb.CallError {
 	st := status.Convert(err)
-	e := &pb.CallError{Code: int32(st.Code()), Message: st.Message()}
+	// A reply that does not marshal (a string that is not UTF-8) would
+	// end the stream for every call on it.
+	e := &pb.CallError{Code: int32(st.Code()), Message: strings.ToValidUTF8(st.Message(), "\uFFFD")}
 	for _, d := range st.Details() {
 		if x, ok := d.(*pb.ErrorDetail); ok {
 			e.Detail = x

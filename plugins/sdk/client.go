@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,12 +47,13 @@ type Client struct {
 
 	// The Calls stream carrying the hot calls (calls_client.go): mode is
 	// fixed at NewClient; noStream says the plugin answered Unimplemented
-	// (it predates Calls), so every call goes unary; streamMu serializes
-	// opening the stream.
-	mode     callsMode
-	noStream atomic.Bool
-	streamMu sync.Mutex
-	stream   atomic.Pointer[callStream]
+	// (it predates Calls), so every call goes unary; streamSem (one
+	// token) serializes opening the stream, and a caller whose context
+	// ends while it waits gives up.
+	mode      callsMode
+	noStream  atomic.Bool
+	streamSem chan struct{}
+	stream    atomic.Pointer[callStream]
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done
@@ -67,6 +69,8 @@ func NewClient(name string, done context.Context, conn *grpc.ClientConn) *Client
 		backend: pb.NewBackendClient(conn),
 		mount:   pb.NewMountClient(conn),
 		mode:    callsModeFromEnv(),
+
+		streamSem: make(chan struct{}, 1),
 	}
 }
 
@@ -279,8 +283,36 @@ func (s *RemoteStorage) Begin(ctx context.Context, meta storage.TxMeta) (storage
 	if s.caps.ReadOnly {
 		return nil, fmt.Errorf("plugin %q: storage %q: begin: %w", s.c.name, s.name, storage.ErrReadOnly)
 	}
+	if err := checkMetaUTF8(meta); err != nil {
+		return nil, fmt.Errorf("plugin %q: storage %q: begin: %w", s.c.name, s.name, err)
+	}
 	pack := s.c.mode == callsPacked && !s.c.noStream.Load()
 	return &remoteTxn{s: s, meta: metaToPB(meta), key: s.keys.Add(1), pack: pack}, nil
+}
+
+// checkMetaUTF8 reports transaction metadata that cannot cross to a
+// plugin: its fields are protobuf strings, which must be UTF-8 (a request
+// that does not marshal fails, and on the Calls stream ends the stream
+// for every call on it).
+func checkMetaUTF8(m storage.TxMeta) error {
+	bad := func(what, s string) error {
+		return fmt.Errorf("transaction %s %q is not valid UTF-8: %w", what, s, storage.ErrInvalid)
+	}
+	if !utf8.ValidString(m.User) {
+		return bad("user", m.User)
+	}
+	if !utf8.ValidString(m.Description) {
+		return bad("description", m.Description)
+	}
+	for k, v := range m.Extension {
+		if !utf8.ValidString(k) {
+			return bad("extension key", k)
+		}
+		if !utf8.ValidString(v) {
+			return bad("extension value of "+k, v)
+		}
+	}
+	return nil
 }
 
 // History returns up to max revisions of oid, newest first.

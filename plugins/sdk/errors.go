@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -66,7 +67,9 @@ func toStatus(err error) error {
 			code = codes.DeadlineExceeded
 		}
 	}
-	st := status.New(code, err.Error())
+	// A status message travels in a protobuf string (the status detail,
+	// a Calls stream reply), which must be UTF-8 or nothing marshals.
+	st := status.New(code, strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	if len(detail.Kinds) > 0 || detail.Context != "" {
 		if withDetail, derr := st.WithDetails(detail); derr == nil {
 			st = withDetail

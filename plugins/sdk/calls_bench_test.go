@@ -1,0 +1,43 @@
+package sdk
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/zhostdb/zhost/host/storage"
+)
+
+// BenchmarkCallsLoad measures one Load on the Calls stream over an
+// in-process connection, with a context without deadline and with one
+// (a deadline adds the watch on a blocked send).
+func BenchmarkCallsLoad(b *testing.B) {
+	c, _ := serveInProcess(b, testPlugin())
+	ctx := context.Background()
+	st, err := c.Open(ctx, "memory", "main", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	txn, _ := st.Begin(ctx, storage.TxMeta{})
+	_ = txn.Store(ctx, storage.Record{Oid: storage.RootOid, Data: make([]byte, 200)})
+	if _, err := txn.(storage.OnePhaseTxn).Commit(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"background", func() (context.Context, context.CancelFunc) { return ctx, func() {} }},
+		{"deadline", func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Minute) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				cctx, cancel := tc.ctx()
+				if _, err := st.Load(cctx, storage.RootOid); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+			}
+		})
+	}
+}
