@@ -36,7 +36,9 @@ func TestPackedBatchReusesBuffers(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		best = min(best, after.TotalAlloc-before.TotalAlloc)
 	}
-	if best > 64<<10 {
+	if raceEnabled {
+		t.Logf("race detector: sync.Pool drops buffers at random; allocation bound not checked (best run %d bytes)", best)
+	} else if best > 64<<10 {
 		t.Errorf("packing 1000 records after a release allocated %d bytes, want under 64 KiB", best)
 	}
 
