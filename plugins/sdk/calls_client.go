@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -387,6 +388,18 @@ func replyError(r *pb.Reply) error {
 		return statusFromCallError(e)
 	}
 	return nil
+}
+
+// hotCall runs a hot call on the Calls stream cs or, when cs is nil (a
+// plugin without the stream, a large batch, unary mode), as its unary
+// RPC. call wraps the request for the stream; get picks its result from
+// the reply.
+func hotCall[Req, Resp any](ctx context.Context, cs *callStream, req Req, call func(Req) *pb.Call,
+	get func(*pb.Reply) *Resp, unary func(context.Context, Req, ...grpc.CallOption) (*Resp, error)) (*Resp, error) {
+	if cs != nil {
+		return callFor(ctx, cs, call(req), get)
+	}
+	return unary(ctx, req)
 }
 
 // callFor runs call on cs and returns the result get picks from the

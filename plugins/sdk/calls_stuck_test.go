@@ -3,15 +3,11 @@ package sdk
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	pb "github.com/zhostdb/zhost/plugins/proto"
 )
@@ -46,28 +42,8 @@ func serveStuck(t *testing.T) *Client {
 // serveBackend serves the test plugin with the Backend service backend
 // makes around its Server.
 func serveBackend(t *testing.T, backend func(*Server) pb.BackendServer) *Client {
-	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(GRPCServerOptions()...)
-	srv := NewServer(testPlugin(), nil)
-	pb.RegisterPluginServer(gs, srv)
-	pb.RegisterBackendServer(gs, backend(srv))
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///plugin",
-		append(GRPCDialOptions(),
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		cancel()
-		_ = conn.Close()
-		gs.Stop()
-		srv.CloseAll()
-	})
-	return NewClient("stuck", done, conn)
+	c, _ := serveWith(t, testPlugin(), "stuck", backend)
+	return c
 }
 
 // TestCallsStuckPluginHonorsDeadline: a plugin that stops reading its

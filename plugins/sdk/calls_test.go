@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/host/storage"
@@ -252,26 +248,11 @@ func (noCallsBackend) Calls(pb.Backend_CallsServer) error {
 // then served with the unary calls (records as messages: it would not
 // read packed ones), and passes the conformance suite.
 func TestCallsOldPlugin(t *testing.T) {
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(GRPCServerOptions()...)
-	srv := NewServer(testPlugin(), nil)
-	pb.RegisterPluginServer(gs, srv)
-	old := &countingOld{noCallsBackend: noCallsBackend{srv}}
-	pb.RegisterBackendServer(gs, old)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///plugin",
-		append(GRPCDialOptions(),
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		srv.CloseAll()
+	old := &countingOld{}
+	c, _ := serveWith(t, testPlugin(), "old", func(srv *Server) pb.BackendServer {
+		old.noCallsBackend = noCallsBackend{srv}
+		return old
 	})
-	c := NewClient("old", context.Background(), conn)
 	storagetest.Run(t, storagetest.Factory{
 		Open: func(t testing.TB, dir string) (storage.Storage, error) {
 			return c.Open(context.Background(), "memory", "main", nil)

@@ -200,13 +200,8 @@ func (s *RemoteStorage) Load(ctx context.Context, oid storage.Oid) (storage.Reco
 		return storage.Record{}, err
 	}
 	req := &pb.LoadRequest{Handle: s.handle, Oid: uint64(oid)}
-	var r *pb.Record
-	var err error
-	if cs := s.c.calls(ctx); cs != nil {
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Load{Load: req}}, (*pb.Reply).GetLoad)
-	} else {
-		r, err = s.c.backend.Load(ctx, req)
-	}
+	r, err := hotCall(ctx, s.c.calls(ctx), req, func(r *pb.LoadRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Load{Load: r}} },
+		(*pb.Reply).GetLoad, s.c.backend.Load)
 	if err != nil {
 		return storage.Record{}, s.wrap(ctx, "load "+oid.String(), err)
 	}
@@ -219,13 +214,8 @@ func (s *RemoteStorage) LoadBefore(ctx context.Context, oid storage.Oid, tid sto
 		return storage.Record{}, 0, err
 	}
 	req := &pb.LoadBeforeRequest{Handle: s.handle, Oid: uint64(oid), Tid: uint64(tid)}
-	var r *pb.LoadBeforeResponse
-	var err error
-	if cs := s.c.calls(ctx); cs != nil {
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_LoadBefore{LoadBefore: req}}, (*pb.Reply).GetLoadBefore)
-	} else {
-		r, err = s.c.backend.LoadBefore(ctx, req)
-	}
+	r, err := hotCall(ctx, s.c.calls(ctx), req, func(r *pb.LoadBeforeRequest) *pb.Call { return &pb.Call{Op: &pb.Call_LoadBefore{LoadBefore: r}} },
+		(*pb.Reply).GetLoadBefore, s.c.backend.LoadBefore)
 	if err != nil {
 		return storage.Record{}, 0, s.wrap(ctx, "load "+oid.String()+" before "+tid.String(), err)
 	}
@@ -241,13 +231,8 @@ func (s *RemoteStorage) NewOids(ctx context.Context, n int) ([]storage.Oid, erro
 		return nil, fmt.Errorf("plugin %q: new oids: n = %d out of 1..65536: %w", s.c.name, n, storage.ErrInvalid)
 	}
 	req := &pb.NewOidsRequest{Handle: s.handle, N: int32(n)}
-	var r *pb.OidList
-	var err error
-	if cs := s.c.calls(ctx); cs != nil {
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_NewOids{NewOids: req}}, (*pb.Reply).GetNewOids)
-	} else {
-		r, err = s.c.backend.NewOids(ctx, req)
-	}
+	r, err := hotCall(ctx, s.c.calls(ctx), req, func(r *pb.NewOidsRequest) *pb.Call { return &pb.Call{Op: &pb.Call_NewOids{NewOids: r}} },
+		(*pb.Reply).GetNewOids, s.c.backend.NewOids)
 	if err != nil {
 		return nil, s.wrap(ctx, "new oids", err)
 	}
@@ -260,13 +245,8 @@ func (s *RemoteStorage) LastTid(ctx context.Context) (storage.Tid, error) {
 		return 0, err
 	}
 	req := &pb.HandleRequest{Handle: s.handle}
-	var r *pb.TidValue
-	var err error
-	if cs := s.c.calls(ctx); cs != nil {
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_LastTid{LastTid: req}}, (*pb.Reply).GetLastTid)
-	} else {
-		r, err = s.c.backend.LastTid(ctx, req)
-	}
+	r, err := hotCall(ctx, s.c.calls(ctx), req, func(r *pb.HandleRequest) *pb.Call { return &pb.Call{Op: &pb.Call_LastTid{LastTid: r}} },
+		(*pb.Reply).GetLastTid, s.c.backend.LastTid)
 	if err != nil {
 		return 0, s.wrap(ctx, "last tid", err)
 	}
@@ -697,13 +677,8 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 		return 0, err
 	}
 	req := &pb.TxnRequest{Txn: t.id}
-	var r *pb.FinishResponse
-	var err error
-	if cs := t.s.c.calls(ctx); cs != nil {
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Finish{Finish: req}}, (*pb.Reply).GetFinish)
-	} else {
-		r, err = t.s.c.backend.Finish(ctx, req)
-	}
+	r, err := hotCall(ctx, t.s.c.calls(ctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Finish{Finish: r}} },
+		(*pb.Reply).GetFinish, t.s.c.backend.Finish)
 	if err != nil {
 		return 0, t.s.wrap(ctx, "finish", err)
 	}
@@ -819,12 +794,8 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 		// (voted, with the commit lock). Name it by key.
 		req.Handle, req.Key = t.s.handle, t.key
 	}
-	var err error
-	if cs := t.s.c.calls(ctx); cs != nil {
-		_, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Abort{Abort: req}}, (*pb.Reply).GetAbort)
-	} else {
-		_, err = t.s.c.backend.Abort(ctx, req)
-	}
+	_, err := hotCall(ctx, t.s.c.calls(ctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Abort{Abort: r}} },
+		(*pb.Reply).GetAbort, t.s.c.backend.Abort)
 	if err != nil {
 		return t.s.wrap(ctx, "abort", err)
 	}

@@ -3,15 +3,11 @@ package sdk
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/storage/storagetest"
@@ -169,25 +165,7 @@ func (oldBackend) Commit(context.Context, *pb.StoreRequest) (*pb.FinishResponse,
 // a one-phase commit falls back to Vote and Finish, with the same
 // results (and conflicts).
 func TestCommitOnePhaseOldPlugin(t *testing.T) {
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(GRPCServerOptions()...)
-	srv := NewServer(testPlugin(), nil)
-	pb.RegisterPluginServer(gs, srv)
-	pb.RegisterBackendServer(gs, oldBackend{srv})
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///plugin",
-		append(GRPCDialOptions(),
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		srv.CloseAll()
-	})
-	c := NewClient("old", context.Background(), conn)
+	c, _ := serveWith(t, testPlugin(), "old", func(srv *Server) pb.BackendServer { return oldBackend{srv} })
 	ctx := context.Background()
 	st, err := c.Open(ctx, "memory", "main", nil)
 	if err != nil {

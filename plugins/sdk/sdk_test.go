@@ -18,6 +18,7 @@ import (
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/storage/memstorage"
 	"github.com/zhostdb/zhost/host/storage/storagetest"
+	pb "github.com/zhostdb/zhost/plugins/proto"
 )
 
 // memBackend serves memstorage, the contract's in-memory implementation,
@@ -63,11 +64,23 @@ func testPlugin() *Plugin {
 // serveInProcess serves p on an in-memory gRPC connection and returns the
 // host-side client; done is canceled to simulate the process exiting.
 func serveInProcess(t testing.TB, p *Plugin) (*Client, context.CancelFunc) {
+	return serveWith(t, p, p.Name, nil)
+}
+
+// serveWith serves p like serveInProcess; backend, if set, makes the
+// Backend service around the plugin's Server (an old plugin, a stuck
+// one), and the client is called name.
+func serveWith(t testing.TB, p *Plugin, name string, backend func(*Server) pb.BackendServer) (*Client, context.CancelFunc) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(GRPCServerOptions()...)
 	srv := NewServer(p, nil)
-	RegisterServices(gs, srv)
+	if backend == nil {
+		RegisterServices(gs, srv)
+	} else {
+		pb.RegisterPluginServer(gs, srv)
+		pb.RegisterBackendServer(gs, backend(srv))
+	}
 	go func() { _ = gs.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///plugin",
 		append(GRPCDialOptions(),
@@ -83,7 +96,7 @@ func serveInProcess(t testing.TB, p *Plugin) (*Client, context.CancelFunc) {
 		gs.Stop()
 		srv.CloseAll()
 	})
-	return NewClient(p.Name, done, conn), cancel
+	return NewClient(name, done, conn), cancel
 }
 
 func TestConformanceOverGRPC(t *testing.T) {
