@@ -42,6 +42,10 @@ type benchConfig struct {
 	Misses      int
 	Concurrency int
 	Rounds      int
+	// Warmup rounds run before the timed ones and are not counted.
+	Warmup int
+	// BusyPoll is the workers' client busy-poll window (0: off).
+	BusyPoll time.Duration
 }
 
 // PhaseResult is one phase's figures in `zhost bench -json`.
@@ -76,19 +80,24 @@ func init() {
 	var (
 		serverAddr, configFile, partition, exe string
 		objects, size, concurrency             int
-		commits, misses, rounds                int
+		commits, misses, rounds, warmup        int
+		busyPoll                               time.Duration
 		asJSON, worker                         bool
 	)
 	RegisterCommand(&Command{
 		Name:  "bench",
-		Usage: "[-server ADDR | -config FILE] [-partition NAME] [-objects N] [-size BYTES] [-concurrency C] [-rounds R] [-json]",
+		Usage: "[-server ADDR | -config FILE] [-partition NAME] [-objects N] [-size BYTES] [-concurrency C] [-rounds R] [-warmup W] [-busy-poll D] [-json]",
 		Short: "measure a storage server: add, update, cold, warm, hot, commit, miss",
 		Long: `bench runs a zodbshootout-style benchmark against a running server
 (-server) or against the server of a cluster.hcl that it starts itself
 (-config). -concurrency C runs C separate client processes, each with its
 own N objects; phases start together in every process. The phases run
--rounds R times (each round with new objects and new clients); each
-rate is the median of the rounds, and latencies are over every round.
+-rounds R times (each round with new objects and new clients), after
+-warmup W rounds that are run the same way but not counted (the first
+round of a fresh server and worker is up to 2x slower: heaps, caches and
+socket buffers grow); each rate is the median of the timed rounds, and
+latencies are over every timed round. -busy-poll sets the workers'
+client busy_poll; with -config it defaults to the server block's.
 
 Phases, each in objects per second:
   add     create N objects in one transaction
@@ -110,13 +119,15 @@ Phases, each in objects per second:
 			fs.IntVar(&commits, "commits", 2000, "one-object transactions in the commit phase, per process")
 			fs.IntVar(&misses, "misses", 2000, "loads in the miss phase, per process")
 			fs.IntVar(&rounds, "rounds", 3, "times to run every phase (rates are the median round)")
+			fs.IntVar(&warmup, "warmup", 1, "untimed rounds before the timed ones")
+			fs.DurationVar(&busyPoll, "busy-poll", 0, "client busy_poll of the workers (default: the config's server busy_poll, else 0)")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
 			fs.BoolVar(&worker, "worker", false, "internal: run as a bench worker process")
 			fs.StringVar(&exe, "exe", "", "internal: zhost binary to run workers with (default: this one)")
 		},
 		Run: func(env *Env, fs *flag.FlagSet, args []string) int {
 			cfg := benchConfig{Server: serverAddr, Partition: partition, Objects: objects, Size: size,
-				Commits: commits, Misses: misses, Concurrency: concurrency, Rounds: rounds}
+				Commits: commits, Misses: misses, Concurrency: concurrency, Rounds: rounds, Warmup: warmup, BusyPoll: busyPoll}
 			if worker {
 				return benchWorker(env, cfg)
 			}
@@ -125,19 +136,22 @@ Phases, each in objects per second:
 				return ExitUsage
 			}
 			if objects < 1 || objects > 65536 || size < 1 || concurrency < 1 || concurrency > 256 || commits < 1 || misses < 1 ||
-				rounds < 1 || rounds > 1000 {
-				fmt.Fprintln(env.Stderr, "zhost bench: -objects must be 1..65536, -concurrency 1..256, -rounds 1..1000, -size, -commits and -misses positive")
+				rounds < 1 || rounds > 1000 || warmup < 0 || warmup > 100 || busyPoll < 0 || busyPoll > time.Millisecond {
+				fmt.Fprintln(env.Stderr, "zhost bench: -objects must be 1..65536, -concurrency 1..256, -rounds 1..1000, -warmup 0..100, -busy-poll 0..1ms, -size, -commits and -misses positive")
 				return ExitUsage
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if configFile != "" {
-				addr, stopServer, code := benchStartServer(ctx, env, configFile)
+				addr, serverPoll, stopServer, code := benchStartServer(ctx, env, configFile)
 				if code != ExitOK {
 					return code
 				}
 				defer stopServer()
 				cfg.Server = addr
+				if !flagSet(fs, "busy-poll") {
+					cfg.BusyPoll = serverPoll
+				}
 			}
 			if exe == "" {
 				var err error
@@ -159,19 +173,20 @@ Phases, each in objects per second:
 
 // benchStartServer starts the server node of a cluster.hcl in this
 // process and returns its address.
-func benchStartServer(ctx context.Context, env *Env, file string) (string, func(), int) {
+// Its busy_poll is returned for the workers.
+func benchStartServer(ctx context.Context, env *Env, file string) (string, time.Duration, func(), int) {
 	cfg, code := loadConfig(ctx, env, "bench", file)
 	if cfg == nil {
-		return "", nil, code
+		return "", 0, nil, code
 	}
 	if cfg.Server == nil {
 		fmt.Fprintf(env.Stderr, "zhost bench: %s has no server block\n", file)
-		return "", nil, ExitUsage
+		return "", 0, nil, ExitUsage
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "zhost bench: %v\n", err)
-		return "", nil, ExitFailure
+		return "", 0, nil, ExitFailure
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "bench-server", Level: hclog.Warn, Output: env.Stderr})
 	sctx, cancel := context.WithCancel(ctx)
@@ -189,15 +204,15 @@ func benchStartServer(ctx context.Context, env *Env, file string) (string, func(
 	}
 	select {
 	case addr := <-ready:
-		return addr, stop, ExitOK
+		return addr, cfg.Server.BusyPoll, stop, ExitOK
 	case err := <-done:
 		cancel()
 		fmt.Fprintf(env.Stderr, "zhost bench: start server from %s: %v\n", file, err)
-		return "", nil, ExitFailure
+		return "", 0, nil, ExitFailure
 	case <-time.After(60 * time.Second):
 		stop()
 		fmt.Fprintf(env.Stderr, "zhost bench: server from %s not ready after 60s\n", file)
-		return "", nil, ExitFailure
+		return "", 0, nil, ExitFailure
 	}
 }
 
@@ -228,7 +243,8 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 	for range cfg.Concurrency {
 		cmd := exec.CommandContext(ctx, exe, "bench", "-worker", "-server", cfg.Server, "-partition", cfg.Partition,
 			"-objects", fmt.Sprint(cfg.Objects), "-size", fmt.Sprint(cfg.Size),
-			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses), "-rounds", fmt.Sprint(cfg.Rounds))
+			"-commits", fmt.Sprint(cfg.Commits), "-misses", fmt.Sprint(cfg.Misses), "-rounds", fmt.Sprint(cfg.Warmup+cfg.Rounds),
+			"-busy-poll", cfg.BusyPoll.String())
 		cmd.Stderr = stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -247,11 +263,14 @@ func benchRun(ctx context.Context, env *Env, exe string, cfg benchConfig) (map[s
 	}
 	rounds := make(map[string][]PhaseResult, len(benchPhases))
 	latencies := make(map[string][]float64, len(benchPhases))
-	for round := 0; round < cfg.Rounds; round++ {
+	for round := 0; round < cfg.Warmup+cfg.Rounds; round++ {
 		for _, phase := range benchPhases {
 			res, lat, err := benchPhase(procs, phase)
 			if err != nil {
 				return nil, fmt.Errorf("round %d: %w", round+1, err)
+			}
+			if round < cfg.Warmup {
+				continue
 			}
 			rounds[phase] = append(rounds[phase], res)
 			latencies[phase] = append(latencies[phase], lat...)
@@ -357,8 +376,8 @@ func benchPrint(w io.Writer, cfg benchConfig, res map[string]PhaseResult, asJSON
 		enc.Encode(res)
 		return
 	}
-	fmt.Fprintf(w, "zhost bench: server %s, partition %q, %d objects of %d bytes, %d process(es), median of %d round(s)\n",
-		cfg.Server, cfg.Partition, cfg.Objects, cfg.Size, cfg.Concurrency, cfg.Rounds)
+	fmt.Fprintf(w, "zhost bench: server %s, partition %q, %d objects of %d bytes, %d process(es), median of %d round(s) after %d warm-up round(s), busy_poll %s\n",
+		cfg.Server, cfg.Partition, cfg.Objects, cfg.Size, cfg.Concurrency, cfg.Rounds, cfg.Warmup, cfg.BusyPoll)
 	for _, ph := range benchPhases {
 		r := res[ph]
 		unit := "objects/s"
@@ -427,7 +446,7 @@ type benchState struct {
 func (w *benchState) open(ctx context.Context, cacheSize int64) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return client.Open(ctx, client.Options{Addr: w.cfg.Server, Partition: w.cfg.Partition, Name: "bench", CacheSize: cacheSize})
+	return client.Open(ctx, client.Options{Addr: w.cfg.Server, Partition: w.cfg.Partition, Name: "bench", CacheSize: cacheSize, BusyPoll: w.cfg.BusyPoll})
 }
 
 func (w *benchState) close() {
@@ -588,4 +607,11 @@ func (w *benchState) run(ctx context.Context, phase string) (r workerResult) {
 		r.Error = err.Error()
 	}
 	return r
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

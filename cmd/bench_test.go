@@ -35,7 +35,7 @@ func TestBench(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 
 	code, out, errOut := runCmd(t, "bench", "-server", srv.Addr().String(), "-objects", "50", "-size", "100",
-		"-concurrency", "2", "-commits", "30", "-misses", "40", "-rounds", "2", "-json", "-exe", exe)
+		"-concurrency", "2", "-commits", "30", "-misses", "40", "-rounds", "2", "-warmup", "1", "-busy-poll", "50us", "-json", "-exe", exe)
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -58,10 +58,11 @@ func TestBench(t *testing.T) {
 			t.Errorf("%s latencies: %+v", phase, r)
 		}
 	}
-	// 2 workers x 2 rounds x (50 objects + a container) exist, reachable
-	// from the root.
+	// 2 workers x 3 rounds (the warm-up round does the same work, only
+	// its figures are dropped) x (50 objects + a container) exist,
+	// reachable from the root.
 	root, err := st.Load(ctx, storage.RootOid)
-	if err != nil || len(root.Refs) != 4 {
+	if err != nil || len(root.Refs) != 6 {
 		t.Fatalf("root after bench: %+v, %v", root, err)
 	}
 	for _, c := range root.Refs {
@@ -90,5 +91,11 @@ func TestBenchUsage(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "bench", "-server", "x:1", "-rounds", "0"); code != ExitUsage {
 		t.Fatalf("zero rounds: exit %d", code)
+	}
+	if code, _, _ := runCmd(t, "bench", "-server", "x:1", "-warmup", "-1"); code != ExitUsage {
+		t.Fatalf("negative warm-up: exit %d", code)
+	}
+	if code, _, _ := runCmd(t, "bench", "-server", "x:1", "-busy-poll", "5ms"); code != ExitUsage {
+		t.Fatalf("busy-poll past 1ms: exit %d", code)
 	}
 }

@@ -555,6 +555,7 @@ func (b *builder) server(blk *blockData) {
 	s.TransactionTimeout = blk.attrs["transaction_timeout"].dur()
 	s.InvalidationLogSize = blk.attrs["invalidation_log_size"].i64()
 	s.MaxMessageSize = blk.attrs["max_message_size"].i64()
+	s.BusyPoll = blk.attrs["busy_poll"].dur()
 	if s.CommitTimeout > 0 && s.TransactionTimeout > 0 && s.TransactionTimeout < s.CommitTimeout {
 		b.d.errorf(blk.attrs["transaction_timeout"].rng, "Value out of range",
 			"transaction_timeout (%s) must be at least commit_timeout (%s): a transaction holds the commit lock only at its end.",
@@ -581,6 +582,7 @@ func (b *builder) client(blk *blockData) {
 	c.Partition, _ = blk.attrs["partition"].str()
 	c.CacheSize = blk.attrs["cache_size"].i64()
 	c.ConnectTimeout = blk.attrs["connect_timeout"].dur()
+	c.BusyPoll = blk.attrs["busy_poll"].dur()
 	if tb := blk.blocks["tls"]; len(tb) > 0 {
 		t := tb[0]
 		c.TLS = &ClientTLS{DeclRange: t.defRng}

@@ -96,7 +96,9 @@ type Server struct {
 	TransactionTimeout  time.Duration
 	InvalidationLogSize int64
 	MaxMessageSize      int64
-	TLS                 *ServerTLS // nil: plain TCP
+	// BusyPoll is how long reads poll before they sleep; 0: off.
+	BusyPoll time.Duration
+	TLS      *ServerTLS // nil: plain TCP
 }
 
 // ServerTLS is the server's TLS settings; paths are absolute.
@@ -203,7 +205,9 @@ type Client struct {
 	Partition      string
 	CacheSize      int64
 	ConnectTimeout time.Duration
-	TLS            *ClientTLS // nil: plain TCP
+	// BusyPoll is how long reads poll before they sleep; 0: off.
+	BusyPoll time.Duration
+	TLS      *ClientTLS // nil: plain TCP
 }
 
 // ClientTLS is a client's TLS settings; paths are absolute or empty.

@@ -88,11 +88,12 @@ func runNode(ctx context.Context, cfg *hcl.Config, n *hcl.Node, opts NodeOptions
 }
 
 // newPluginManager returns a manager that knows every plugin block.
-func newPluginManager(cfg *hcl.Config, opts NodeOptions) (*pluginhost.Manager, error) {
+func newPluginManager(cfg *hcl.Config, opts NodeOptions, busyPoll time.Duration) (*pluginhost.Manager, error) {
 	mgr, err := pluginhost.NewManager(pluginhost.Options{
 		Logger:    opts.Logger.Named("plugin"),
 		ZhostPath: opts.Exe,
 		PluginDir: cfg.PluginDir,
+		BusyPoll:  busyPoll,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start plugin manager: %w", err)
@@ -118,7 +119,7 @@ func closePlugins(mgr *pluginhost.Manager, log hclog.Logger) {
 func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err error) {
 	sc := cfg.Server
 	log := opts.Logger
-	mgr, err := newPluginManager(cfg, opts)
+	mgr, err := newPluginManager(cfg, opts, sc.BusyPoll)
 	if err != nil {
 		return err
 	}
@@ -148,6 +149,7 @@ func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err erro
 		CommitTimeout:       sc.CommitTimeout,
 		TransactionTimeout:  sc.TransactionTimeout,
 		MaxMessageSize:      int(sc.MaxMessageSize),
+		BusyPoll:            sc.BusyPoll,
 		InvalidationLogSize: int(sc.InvalidationLogSize),
 		DataDir:             filepath.Dir(sc.PidFile),
 		Logger:              log,
@@ -189,6 +191,7 @@ func dialServer(ctx context.Context, c *hcl.Client, tlsConf *tls.Config, log hcl
 			Name:           c.Name,
 			TLS:            tlsConf,
 			ConnectTimeout: c.ConnectTimeout,
+			BusyPoll:       c.BusyPoll,
 			Logger:         log.Named("client"),
 		})
 		if err == nil {
@@ -223,7 +226,7 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 	}
 	defer main.Close()
 
-	mgr, err := newPluginManager(cfg, opts)
+	mgr, err := newPluginManager(cfg, opts, 0) // mount functions are not on a hot path
 	if err != nil {
 		return err
 	}
@@ -263,7 +266,7 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 			// unless server_name says otherwise.
 			return client.Open(ctx, client.Options{
 				Addr: addr, Partition: partition, Name: c.Name, CacheSize: c.CacheSize,
-				TLS: tlsConf, ConnectTimeout: c.ConnectTimeout, Logger: log.Named("client"),
+				TLS: tlsConf, ConnectTimeout: c.ConnectTimeout, BusyPoll: c.BusyPoll, Logger: log.Named("client"),
 			})
 		},
 		Meta: storage.TxMeta{Extension: map[string]string{"node": c.Name}},

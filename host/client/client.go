@@ -40,6 +40,8 @@ type Options struct {
 	MaxBackoff time.Duration
 	// CallTimeout bounds calls whose context has no deadline. Default 2m.
 	CallTimeout time.Duration
+	// BusyPoll: see ConnOptions.BusyPoll. 0: off.
+	BusyPoll time.Duration
 	// Logger receives the client's log. Default hclog.NewNullLogger().
 	Logger hclog.Logger
 }
@@ -99,7 +101,7 @@ type flight struct {
 func Open(ctx context.Context, opts Options) (*Client, error) {
 	conn, err := Dial(ctx, ConnOptions{
 		Addr: opts.Addr, Name: opts.Name, TLS: opts.TLS, ConnectTimeout: opts.ConnectTimeout,
-		WaitTimeout: opts.WaitTimeout, MaxBackoff: opts.MaxBackoff, CallTimeout: opts.CallTimeout, Logger: opts.Logger,
+		WaitTimeout: opts.WaitTimeout, MaxBackoff: opts.MaxBackoff, CallTimeout: opts.CallTimeout, BusyPoll: opts.BusyPoll, Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package client
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/zhostdb/zhost/host/server"
 	"github.com/zhostdb/zhost/host/storage"
@@ -40,5 +41,16 @@ func TestConformancePackless(t *testing.T) {
 			return openClient(t, ts.addr, nil), nil
 		},
 		CollectsGarbage: true,
+	})
+}
+
+// TestConformanceBusyPoll runs the suite through client -> server with
+// busy-polling reads on both ends of the connection.
+func TestConformanceBusyPoll(t *testing.T) {
+	storagetest.Run(t, storagetest.Factory{
+		Open: func(t testing.TB, dir string) (storage.Storage, error) {
+			ts := startServer(t, func(o *server.Options) { o.BusyPoll = 50 * time.Microsecond })
+			return openClient(t, ts.addr, func(o *Options) { o.BusyPoll = 50 * time.Microsecond }), nil
+		},
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/zhostdb/zhost/internal/busypoll"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -49,6 +50,10 @@ type ConnOptions struct {
 	// hang a caller. Default 2m: above the server's default commit-lock
 	// wait, so it never cuts a legitimate wait short.
 	CallTimeout time.Duration
+	// BusyPoll is how long reads from the server keep polling the socket
+	// after a message before they sleep in the poller (see
+	// internal/busypoll): CPU for latency. 0: off.
+	BusyPoll time.Duration
 	// MaxMessageSize limits the frames this client accepts. Default
 	// wire.DefaultMaxMessageSize.
 	MaxMessageSize int
@@ -169,6 +174,7 @@ func (c *Conn) dial(ctx context.Context) (*link, error) {
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(15 * time.Second)
 	}
+	nc = busypoll.Wrap(nc, c.opts.BusyPoll)
 	if c.opts.TLS != nil {
 		cfg := c.opts.TLS.Clone()
 		if cfg.ServerName == "" {

@@ -2,7 +2,9 @@ package pluginhost
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/zhostdb/zhost/examples/custom-storage/jsonl"
 	"github.com/zhostdb/zhost/hcl"
@@ -96,4 +98,24 @@ func TestConformanceCustomStorage(t *testing.T) {
 			return jsonl.Crash(filepath.Join(dir, "notes.jsonl"), mode == storagetest.CrashTruncate)
 		},
 	})
+}
+
+// TestConformanceBusyPoll runs the suite against filestorage through the
+// subprocess boundary with busy-polling reads on both ends of the plugin
+// connection (the host's dial and, told through sdk.EnvBusyPoll, the
+// plugin's gRPC server), and checks that the plugin applied it.
+func TestConformanceBusyPoll(t *testing.T) {
+	t.Parallel()
+	m, logs := newManager(t, Options{BusyPoll: 50 * time.Microsecond})
+	tc := builtinCases[0]
+	storagetest.Run(t, storagetest.Factory{
+		Open: func(tb testing.TB, dir string) (storage.Storage, error) {
+			return m.OpenStorage(testCtx(tb), StorageSpec{Type: tc.typ, Name: "conformance", Config: tc.config(dir)})
+		},
+		Persistent: tc.persistent,
+		Crash:      tc.crash,
+	})
+	if !strings.Contains(logs.String(), "reads from the host busy-poll") || !strings.Contains(logs.String(), "50µs") {
+		t.Errorf("the plugin did not log its busy-poll window; host log:\n%s", logs.String())
+	}
 }

@@ -50,6 +50,10 @@ type Options struct {
 	// for StableAfter (default 1m) has its count reset.
 	MaxCrashes  int
 	StableAfter time.Duration
+	// BusyPoll is how long reads on plugin connections keep polling the
+	// socket after a message before they sleep, in the host and (told
+	// through sdk.EnvBusyPoll) in the plugin: CPU for latency. 0: off.
+	BusyPoll time.Duration
 }
 
 func (o *Options) defaults() error {

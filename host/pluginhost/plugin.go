@@ -256,6 +256,9 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, sdk.EnvLogLevel+"="+levelName(p.m.opts.Logger.GetLevel()))
+	if p.m.opts.BusyPoll > 0 {
+		cmd.Env = append(cmd.Env, sdk.EnvBusyPoll+"="+p.m.opts.BusyPoll.String())
+	}
 
 	var sum []byte // checked by the runner before every start
 	if p.spec.SHA256 != "" {
@@ -271,7 +274,7 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           pluginLogger{p.logger},
 		StartTimeout:     p.m.opts.StartTimeout,
-		GRPCDialOptions:  sdk.GRPCDialOptions(),
+		GRPCDialOptions:  sdk.GRPCDialOptionsPoll(p.m.opts.BusyPoll),
 		SyncStdout:       stdoutLogger{p.logger},
 		SyncStderr:       stdoutLogger{p.logger},
 	})

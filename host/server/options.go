@@ -39,6 +39,10 @@ type Options struct {
 	// WriteTimeout bounds one write to a client; a client that does not
 	// read is disconnected. Default 30s.
 	WriteTimeout time.Duration
+	// BusyPoll is how long a connection's reads keep polling the socket
+	// after a message before they sleep in the poller (see
+	// internal/busypoll): CPU for latency. 0: off.
+	BusyPoll time.Duration
 	// MaxMessageSize limits a frame's length in both directions. Default
 	// wire.DefaultMaxMessageSize (64 MiB); at least wire.MinMaxMessageSize.
 	MaxMessageSize int

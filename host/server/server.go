@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/zhostdb/zhost/internal/busypoll"
 	"net"
 	"os"
 	"sort"
@@ -187,6 +188,7 @@ func (s *Server) acceptLoop(l net.Listener) error {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
+		c = busypoll.Wrap(c, s.opts.BusyPoll)
 		if s.opts.TLS != nil {
 			c = tls.Server(c, s.opts.TLS)
 		}

@@ -39,6 +39,10 @@ const (
 	// EnvLogLevel carries the host's log level (trace, debug, info, warn,
 	// error), so a plugin does not produce lines the host would drop.
 	EnvLogLevel = "ZHOST_PLUGIN_LOG_LEVEL"
+	// EnvBusyPoll carries the host's busy-poll window ("50us"): how long
+	// the plugin's reads from the host keep polling after a message
+	// before they sleep. Serve applies it; unset means off.
+	EnvBusyPoll = "ZHOST_PLUGIN_BUSY_POLL"
 )
 
 // Kind is what a plugin exports.

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"github.com/zhostdb/zhost/internal/busypoll"
 	"os"
 	"os/signal"
 	"sync"
@@ -85,7 +86,12 @@ func Serve(p *Plugin) {
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: ServerPluginSets(p, srv),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, GRPCServerOptions()...)...)
+			opts = append(opts, GRPCServerOptions()...)
+			if d := busypoll.FromEnv(EnvBusyPoll); d > 0 {
+				log.Debug("reads from the host busy-poll", "window", d.String())
+				opts = append(opts, grpc.Creds(newPollCreds(d)))
+			}
+			return grpc.NewServer(opts...)
 		},
 		Logger: log,
 	})

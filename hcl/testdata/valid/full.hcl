@@ -16,6 +16,7 @@ server "zeo" {
   transaction_timeout   = "1m"
   invalidation_log_size = 50000
   max_message_size      = "256MiB"
+  busy_poll             = "50us"
 
   tls {
     cert_file           = "tls/server.pem"
@@ -115,6 +116,7 @@ client "app1" {
   partition       = "main"
   cache_size      = "256MiB"
   connect_timeout = "3s"
+  busy_poll       = "20us"
   pid_file        = "run/app1.pid"
   log_file        = "log/app1.log"
 

@@ -1,0 +1,195 @@
+package busypoll
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns the two ends of a TCP connection on 127.0.0.1, the first
+// wrapped with window.
+func pair(t *testing.T, window time.Duration) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	a, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return Wrap(a, window), b
+}
+
+func TestWrapLeavesConnAloneWhenOff(t *testing.T) {
+	a, _ := pair(t, 0)
+	if _, ok := a.(*conn); ok {
+		t.Fatal("window 0 wrapped the connection")
+	}
+	p1, p2 := net.Pipe() // no file descriptor to poll
+	defer p1.Close()
+	defer p2.Close()
+	if Wrap(p1, time.Millisecond) != p1 {
+		t.Fatal("a connection without a file descriptor was wrapped")
+	}
+	if w, _ := pair(t, 50*time.Microsecond); w.(*conn) == nil {
+		t.Fatal("not wrapped")
+	}
+}
+
+// TestEcho sends messages of many sizes both ways and checks every byte
+// read through the polling conn, with buffers smaller and larger than
+// what is there to read.
+func TestEcho(t *testing.T) {
+	a, b := pair(t, 50*time.Microsecond)
+	go io.Copy(b, b) // echo
+	for _, n := range []int{1, 7, 512, 64 << 10, 1 << 20} {
+		msg := make([]byte, n)
+		rand.Read(msg)
+		go a.Write(msg)
+		got := make([]byte, 0, n)
+		buf := make([]byte, 3000)
+		for len(got) < n {
+			k, err := a.Read(buf)
+			if err != nil {
+				t.Fatalf("size %d: read after %d bytes: %v", n, len(got), err)
+			}
+			got = append(got, buf[:k]...)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("size %d: echo differs", n)
+		}
+	}
+	if k, err := a.Read(nil); k != 0 || err != nil {
+		t.Fatalf("empty read = %d, %v", k, err)
+	}
+}
+
+func TestEOF(t *testing.T) {
+	a, b := pair(t, 50*time.Microsecond)
+	b.Write([]byte("last"))
+	b.Close()
+	got, err := io.ReadAll(a)
+	if err != nil || string(got) != "last" {
+		t.Fatalf("ReadAll = %q, %v; want \"last\", nil (io.EOF at the end)", got, err)
+	}
+	if _, err := a.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after EOF = %v, want io.EOF", err)
+	}
+}
+
+// TestDeadline: a read deadline cuts the wait short (during the poll and
+// after it), as on a plain conn.
+func TestDeadline(t *testing.T) {
+	for _, window := range []time.Duration{50 * time.Microsecond, 500 * time.Millisecond} {
+		a, _ := pair(t, window)
+		a.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		start := time.Now()
+		_, err := a.Read(make([]byte, 8))
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("window %v: read = %v, want a timeout", window, err)
+		}
+		if el := time.Since(start); el > 10*time.Second {
+			t.Fatalf("window %v: read returned after %v", window, el)
+		}
+	}
+}
+
+// TestCloseWakesReader: closing the conn while a read waits returns
+// net.ErrClosed, as on a plain conn.
+func TestCloseWakesReader(t *testing.T) {
+	a, _ := pair(t, 50*time.Microsecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Read(make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	a.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("read still waiting 10s after Close")
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": 0, "50us": 50 * time.Microsecond, "junk": 0, "-1ms": 0, "1ms": time.Millisecond} {
+		t.Setenv("ZHOST_TEST_BUSY_POLL", v)
+		if got := FromEnv("ZHOST_TEST_BUSY_POLL"); got != want {
+			t.Errorf("FromEnv(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// BenchmarkRoundTrip is a 32-byte ping-pong between two goroutines over
+// TCP loopback, both ends polling for the window or not at all. Between
+// processes the gain is larger (see docs/performance.md).
+func BenchmarkRoundTrip(b *testing.B) {
+	for _, window := range []time.Duration{0, 50 * time.Microsecond} {
+		b.Run("window="+window.String(), func(b *testing.B) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c = Wrap(c, window)
+				defer c.Close()
+				buf := make([]byte, 32)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			raw, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := Wrap(raw, window)
+			defer c.Close()
+			buf := make([]byte, 32)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
