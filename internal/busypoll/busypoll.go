@@ -12,6 +12,7 @@
 package busypoll
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -84,6 +85,17 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// CloseWrite half-closes the connection like *net.TCPConn's and
+// *net.UnixConn's, which the wrapper would otherwise hide (the server
+// half-closes after a last error frame so that the client reads it and
+// then a clean end of stream).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.ErrUnsupported}
 }
 
 // opError wraps err as net.Conn's Read does (net.ErrClosed and

@@ -193,3 +193,29 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// TestCloseWrite: the wrapper keeps *net.TCPConn's half-close (the
+// server half-closes after a last error frame): the peer reads EOF and
+// the wrapped end still reads what the peer sends.
+func TestCloseWrite(t *testing.T) {
+	a, b := pair(t, 50*time.Microsecond)
+	cw, ok := a.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite", a)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("peer read after CloseWrite = %v, want io.EOF", err)
+	}
+	if _, err := b.Write([]byte("late")); err != nil {
+		t.Fatalf("peer write after CloseWrite: %v", err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(a, got); err != nil || string(got) != "late" {
+		t.Fatalf("read after CloseWrite = %q, %v", got, err)
+	}
+}
