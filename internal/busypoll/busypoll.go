@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -43,6 +44,12 @@ type conn struct {
 	net.Conn
 	rc     syscall.RawConn
 	window time.Duration
+	// The poll loop runs outside the runtime's poller, which sees a
+	// deadline or a Close only once the loop gives way to it: the loop
+	// checks these to give way as soon as a plain conn's read would
+	// return.
+	readDeadline atomic.Int64 // Unix nanoseconds; 0: none
+	closed       atomic.Bool
 }
 
 // Read reads like net.Conn's Read, polling first.
@@ -56,7 +63,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		polled bool
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		var deadline time.Time
+		var until time.Time
 		for {
 			n, rerr = syscall.Read(int(fd), p)
 			switch {
@@ -64,13 +71,15 @@ func (c *conn) Read(p []byte) (int, error) {
 				continue
 			case rerr != syscall.EAGAIN:
 				return true
-			case polled && deadline.IsZero():
+			case polled && until.IsZero():
 				// Woken by the poller with nothing to read: wait again.
 				return false
-			case deadline.IsZero():
+			case until.IsZero():
 				polled = true
-				deadline = time.Now().Add(c.window)
-			case time.Now().After(deadline):
+				until = time.Now().Add(c.window)
+			case c.giveWay(until):
+				// The poller reports a deadline or a Close as it
+				// would on a plain conn.
 				return false
 			}
 			runtime.Gosched() // let this P's other goroutines run
@@ -85,6 +94,48 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// giveWay reports whether a poll whose window ends at until should stop:
+// the window ended, the read deadline passed or the conn was closed.
+func (c *conn) giveWay(until time.Time) bool {
+	if c.closed.Load() {
+		return true
+	}
+	now := time.Now()
+	if d := c.readDeadline.Load(); d != 0 && now.UnixNano() >= d {
+		return true
+	}
+	return now.After(until)
+}
+
+// SetDeadline sets the deadlines as net.Conn's does, telling a read that
+// is polling.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline as net.Conn's does, telling a
+// read that is polling.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+	}
+	c.readDeadline.Store(d)
+}
+
+// Close closes the connection as net.Conn's does, telling a read that is
+// polling.
+func (c *conn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
 }
 
 // CloseWrite half-closes the connection like *net.TCPConn's and

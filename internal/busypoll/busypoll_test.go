@@ -219,3 +219,52 @@ func TestCloseWrite(t *testing.T) {
 		t.Fatalf("read after CloseWrite = %q, %v", got, err)
 	}
 }
+
+// TestPollHonoursDeadlineAndClose: a read that is polling stops when its
+// deadline passes, when the deadline is moved into the past, and when
+// the conn is closed, as a plain conn's read does, not when its window
+// ends (a long window here, so that a read that waits for it shows).
+func TestPollHonoursDeadlineAndClose(t *testing.T) {
+	const window, prompt = 5 * time.Second, 2 * time.Second
+	for _, tc := range []struct {
+		name   string
+		before func(c net.Conn) // before the read
+		during func(c net.Conn) // while it polls
+		want   error
+	}{
+		{"deadline passes", func(c net.Conn) { c.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) }, nil, os.ErrDeadlineExceeded},
+		{"deadline passes (SetDeadline)", func(c net.Conn) { c.SetDeadline(time.Now().Add(20 * time.Millisecond)) }, nil, os.ErrDeadlineExceeded},
+		{"deadline moved to the past", nil, func(c net.Conn) { c.SetReadDeadline(time.Now().Add(-time.Second)) }, os.ErrDeadlineExceeded},
+		{"closed", nil, func(c net.Conn) { c.Close() }, net.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := pair(t, window)
+			if tc.before != nil {
+				tc.before(a)
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := a.Read(make([]byte, 8))
+				done <- err
+			}()
+			if tc.during != nil {
+				// Let the read start polling; if it has not yet, it
+				// must return at once all the same.
+				time.Sleep(20 * time.Millisecond)
+				tc.during(a)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("read = %v, want %v", err, tc.want)
+				}
+				if el := time.Since(start); el > prompt {
+					t.Fatalf("read returned after %v: it waited for the poll window", el)
+				}
+			case <-time.After(window + 10*time.Second):
+				t.Fatal("read did not return")
+			}
+		})
+	}
+}
