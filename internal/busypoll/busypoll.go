@@ -85,7 +85,12 @@ func (c *conn) Read(p []byte) (int, error) {
 			runtime.Gosched() // let this P's other goroutines run
 		}
 	})
+	var rawErr *net.OpError
 	switch {
+	case errors.As(err, &rawErr):
+		// RawConn.Read's own "raw-read" error: report its cause as
+		// Read's, as a plain conn does.
+		return 0, c.opError(rawErr.Err)
 	case err != nil:
 		return 0, c.opError(err)
 	case rerr != nil:

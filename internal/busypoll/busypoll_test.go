@@ -268,3 +268,24 @@ func TestPollHonoursDeadlineAndClose(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorShape: a failed read's error is a plain conn's: one
+// *net.OpError "read" around the cause itself, so that callers and logs
+// see the same error with busy_poll on as off.
+func TestErrorShape(t *testing.T) {
+	for _, window := range []time.Duration{0, 50 * time.Microsecond} {
+		a, _ := pair(t, window)
+		a.SetReadDeadline(time.Now().Add(-time.Second))
+		_, timeout := a.Read(make([]byte, 8))
+		a.Close()
+		_, closed := a.Read(make([]byte, 8))
+		for _, c := range []struct {
+			err, cause error
+		}{{timeout, os.ErrDeadlineExceeded}, {closed, net.ErrClosed}} {
+			oe, ok := c.err.(*net.OpError)
+			if !ok || oe.Op != "read" || oe.Err != c.cause {
+				t.Errorf("window %v: read = %#v (%v), want a *net.OpError read around %v", window, c.err, c.err, c.cause)
+			}
+		}
+	}
+}
