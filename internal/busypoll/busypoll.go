@@ -9,6 +9,14 @@
 // This is the user-space counterpart of Linux's busy_read sysctl (which
 // loopback sockets do not honour). It trades CPU for latency: a read that
 // finds no data burns at most the window before it parks.
+//
+// Reads do not poll when GOMAXPROCS is 1. While a read polls, the
+// scheduler finds it in its run queue each time it looks and does not
+// poll the network itself, so goroutines parked in the poller (other
+// connections, the listener) see their data only when the window ends
+// or, if messages keep the read polling, at the runtime's background
+// poll about 10 ms later. With more Ps, polling reads that outnumber
+// them do the same; keep the window short.
 package busypoll
 
 import (
@@ -76,6 +84,11 @@ func (c *conn) Read(p []byte) (int, error) {
 				return false
 			case until.IsZero():
 				polled = true
+				if runtime.GOMAXPROCS(0) < 2 {
+					// A polling read would hold the only P: see the
+					// package comment.
+					return false
+				}
 				until = time.Now().Add(c.window)
 			case c.giveWay(until):
 				// The poller reports a deadline or a Close as it

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -287,5 +290,74 @@ func TestErrorShape(t *testing.T) {
 				t.Errorf("window %v: read = %#v (%v), want a *net.OpError read around %v", window, c.err, c.err, c.cause)
 			}
 		}
+	}
+}
+
+// TestNoPollWithOneP: with GOMAXPROCS=1, reads kept polling (their
+// peers write more often than the window ends) would hold the only P;
+// the scheduler, which finds them in its run queue first, would never
+// poll the network itself, and a goroutine parked in the poller (another
+// connection, the listener) would wait for the runtime's background
+// poll, about 10 ms, to see its data. They must not poll.
+func TestNoPollWithOneP(t *testing.T) {
+	const readers = 2
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	for range readers {
+		a, b := pair(t, 5*time.Millisecond)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			io.Copy(io.Discard, a)
+		}()
+		go func() {
+			defer wg.Done()
+			defer a.Close()
+			tick := time.NewTicker(200 * time.Microsecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					b.Write([]byte("x"))
+				}
+			}
+		}()
+	}
+
+	x, y := pair(t, 0)
+	read := make(chan time.Time)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := y.Read(buf); err != nil {
+				close(read)
+				return
+			}
+			read <- time.Now()
+		}
+	}()
+	var wakes []time.Duration
+	for range 20 {
+		// Give y's reader time to park in the poller (if it has not,
+		// the sample is only faster).
+		time.Sleep(2 * time.Millisecond)
+		start := time.Now()
+		if _, err := x.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		at, ok := <-read
+		if !ok {
+			t.Fatal("read failed")
+		}
+		wakes = append(wakes, at.Sub(start))
+	}
+	slices.Sort(wakes)
+	if med := wakes[len(wakes)/2]; med > 2*time.Millisecond {
+		t.Fatalf("a parked read took %v (median of %d) to see its data while %d reads were kept polling; all: %v", med, len(wakes), readers, wakes)
 	}
 }
