@@ -226,7 +226,8 @@ func TestCloseWrite(t *testing.T) {
 // TestPollHonoursDeadlineAndClose: a read that is polling stops when its
 // deadline passes, when the deadline is moved into the past, and when
 // the conn is closed, as a plain conn's read does, not when its window
-// ends (a long window here, so that a read that waits for it shows).
+// ends (a long window here, so that a read that waits for it shows); and
+// Close, which waits until no read holds the fd, returns as soon.
 func TestPollHonoursDeadlineAndClose(t *testing.T) {
 	const window, prompt = 5 * time.Second, 2 * time.Second
 	for _, tc := range []struct {
@@ -255,7 +256,12 @@ func TestPollHonoursDeadlineAndClose(t *testing.T) {
 				// Let the read start polling; if it has not yet, it
 				// must return at once all the same.
 				time.Sleep(20 * time.Millisecond)
+				at := time.Now()
 				tc.during(a)
+				// Close waits for the read to let go of the fd.
+				if el := time.Since(at); el > prompt {
+					t.Fatalf("%s took %v: it waited for the poll window", tc.name, el)
+				}
 			}
 			select {
 			case err := <-done:
