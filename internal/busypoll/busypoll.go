@@ -9,13 +9,23 @@
 // This is the user-space counterpart of Linux's busy_read sysctl (which
 // loopback sockets do not honour). It trades CPU for latency: a read that
 // finds no data burns at most the window before it parks.
+//
+// Reads do not poll when GOMAXPROCS is 1. While a read polls, the
+// scheduler finds it in its run queue each time it looks and does not
+// poll the network itself, so goroutines parked in the poller (other
+// connections, the listener) see their data only when the window ends
+// or, if messages keep the read polling, at the runtime's background
+// poll about 10 ms later. With more Ps, polling reads that outnumber
+// them do the same; keep the window short.
 package busypoll
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -42,6 +52,12 @@ type conn struct {
 	net.Conn
 	rc     syscall.RawConn
 	window time.Duration
+	// The poll loop runs outside the runtime's poller, which sees a
+	// deadline or a Close only once the loop gives way to it: the loop
+	// checks these to give way as soon as a plain conn's read would
+	// return.
+	readDeadline atomic.Int64 // Unix nanoseconds; 0: none
+	closed       atomic.Bool
 }
 
 // Read reads like net.Conn's Read, polling first.
@@ -55,7 +71,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		polled bool
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		var deadline time.Time
+		var until time.Time
 		for {
 			n, rerr = syscall.Read(int(fd), p)
 			switch {
@@ -63,19 +79,31 @@ func (c *conn) Read(p []byte) (int, error) {
 				continue
 			case rerr != syscall.EAGAIN:
 				return true
-			case polled && deadline.IsZero():
+			case polled && until.IsZero():
 				// Woken by the poller with nothing to read: wait again.
 				return false
-			case deadline.IsZero():
+			case until.IsZero():
 				polled = true
-				deadline = time.Now().Add(c.window)
-			case time.Now().After(deadline):
+				if runtime.GOMAXPROCS(0) < 2 {
+					// A polling read would hold the only P: see the
+					// package comment.
+					return false
+				}
+				until = time.Now().Add(c.window)
+			case c.giveWay(until):
+				// The poller reports a deadline or a Close as it
+				// would on a plain conn.
 				return false
 			}
 			runtime.Gosched() // let this P's other goroutines run
 		}
 	})
+	var rawErr *net.OpError
 	switch {
+	case errors.As(err, &rawErr):
+		// RawConn.Read's own "raw-read" error: report its cause as
+		// Read's, as a plain conn does.
+		return 0, c.opError(rawErr.Err)
 	case err != nil:
 		return 0, c.opError(err)
 	case rerr != nil:
@@ -84,6 +112,59 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// giveWay reports whether a poll whose window ends at until should stop:
+// the window ended, the read deadline passed or the conn was closed.
+func (c *conn) giveWay(until time.Time) bool {
+	if c.closed.Load() {
+		return true
+	}
+	now := time.Now()
+	if d := c.readDeadline.Load(); d != 0 && now.UnixNano() >= d {
+		return true
+	}
+	return now.After(until)
+}
+
+// SetDeadline sets the deadlines as net.Conn's does, telling a read that
+// is polling.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline as net.Conn's does, telling a
+// read that is polling.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.setReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+	}
+	c.readDeadline.Store(d)
+}
+
+// Close closes the connection as net.Conn's does, telling a read that is
+// polling.
+func (c *conn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection like *net.TCPConn's and
+// *net.UnixConn's, which the wrapper would otherwise hide (the server
+// half-closes after a last error frame so that the client reads it and
+// then a clean end of stream).
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return &net.OpError{Op: "close", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.ErrUnsupported}
 }
 
 // opError wraps err as net.Conn's Read does (net.ErrClosed and

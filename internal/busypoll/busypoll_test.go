@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -191,5 +194,176 @@ func BenchmarkRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCloseWrite: the wrapper keeps *net.TCPConn's half-close (the
+// server half-closes after a last error frame): the peer reads EOF and
+// the wrapped end still reads what the peer sends.
+func TestCloseWrite(t *testing.T) {
+	a, b := pair(t, 50*time.Microsecond)
+	cw, ok := a.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("%T has no CloseWrite", a)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("peer read after CloseWrite = %v, want io.EOF", err)
+	}
+	if _, err := b.Write([]byte("late")); err != nil {
+		t.Fatalf("peer write after CloseWrite: %v", err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(a, got); err != nil || string(got) != "late" {
+		t.Fatalf("read after CloseWrite = %q, %v", got, err)
+	}
+}
+
+// TestPollHonoursDeadlineAndClose: a read that is polling stops when its
+// deadline passes, when the deadline is moved into the past, and when
+// the conn is closed, as a plain conn's read does, not when its window
+// ends (a long window here, so that a read that waits for it shows); and
+// Close, which waits until no read holds the fd, returns as soon.
+func TestPollHonoursDeadlineAndClose(t *testing.T) {
+	const window, prompt = 5 * time.Second, 2 * time.Second
+	for _, tc := range []struct {
+		name   string
+		before func(c net.Conn) // before the read
+		during func(c net.Conn) // while it polls
+		want   error
+	}{
+		{"deadline passes", func(c net.Conn) { c.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) }, nil, os.ErrDeadlineExceeded},
+		{"deadline passes (SetDeadline)", func(c net.Conn) { c.SetDeadline(time.Now().Add(20 * time.Millisecond)) }, nil, os.ErrDeadlineExceeded},
+		{"deadline moved to the past", nil, func(c net.Conn) { c.SetReadDeadline(time.Now().Add(-time.Second)) }, os.ErrDeadlineExceeded},
+		{"closed", nil, func(c net.Conn) { c.Close() }, net.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := pair(t, window)
+			if tc.before != nil {
+				tc.before(a)
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := a.Read(make([]byte, 8))
+				done <- err
+			}()
+			if tc.during != nil {
+				// Let the read start polling; if it has not yet, it
+				// must return at once all the same.
+				time.Sleep(20 * time.Millisecond)
+				at := time.Now()
+				tc.during(a)
+				// Close waits for the read to let go of the fd.
+				if el := time.Since(at); el > prompt {
+					t.Fatalf("%s took %v: it waited for the poll window", tc.name, el)
+				}
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("read = %v, want %v", err, tc.want)
+				}
+				if el := time.Since(start); el > prompt {
+					t.Fatalf("read returned after %v: it waited for the poll window", el)
+				}
+			case <-time.After(window + 10*time.Second):
+				t.Fatal("read did not return")
+			}
+		})
+	}
+}
+
+// TestErrorShape: a failed read's error is a plain conn's: one
+// *net.OpError "read" around the cause itself, so that callers and logs
+// see the same error with busy_poll on as off.
+func TestErrorShape(t *testing.T) {
+	for _, window := range []time.Duration{0, 50 * time.Microsecond} {
+		a, _ := pair(t, window)
+		a.SetReadDeadline(time.Now().Add(-time.Second))
+		_, timeout := a.Read(make([]byte, 8))
+		a.Close()
+		_, closed := a.Read(make([]byte, 8))
+		for _, c := range []struct {
+			err, cause error
+		}{{timeout, os.ErrDeadlineExceeded}, {closed, net.ErrClosed}} {
+			oe, ok := c.err.(*net.OpError)
+			if !ok || oe.Op != "read" || oe.Err != c.cause {
+				t.Errorf("window %v: read = %#v (%v), want a *net.OpError read around %v", window, c.err, c.err, c.cause)
+			}
+		}
+	}
+}
+
+// TestNoPollWithOneP: with GOMAXPROCS=1, reads kept polling (their
+// peers write more often than the window ends) would hold the only P;
+// the scheduler, which finds them in its run queue first, would never
+// poll the network itself, and a goroutine parked in the poller (another
+// connection, the listener) would wait for the runtime's background
+// poll, about 10 ms, to see its data. They must not poll.
+func TestNoPollWithOneP(t *testing.T) {
+	const readers = 2
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	for range readers {
+		a, b := pair(t, 5*time.Millisecond)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			io.Copy(io.Discard, a)
+		}()
+		go func() {
+			defer wg.Done()
+			defer a.Close()
+			tick := time.NewTicker(200 * time.Microsecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					b.Write([]byte("x"))
+				}
+			}
+		}()
+	}
+
+	x, y := pair(t, 0)
+	read := make(chan time.Time)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := y.Read(buf); err != nil {
+				close(read)
+				return
+			}
+			read <- time.Now()
+		}
+	}()
+	var wakes []time.Duration
+	for range 20 {
+		// Give y's reader time to park in the poller (if it has not,
+		// the sample is only faster).
+		time.Sleep(2 * time.Millisecond)
+		start := time.Now()
+		if _, err := x.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		at, ok := <-read
+		if !ok {
+			t.Fatal("read failed")
+		}
+		wakes = append(wakes, at.Sub(start))
+	}
+	slices.Sort(wakes)
+	if med := wakes[len(wakes)/2]; med > 2*time.Millisecond {
+		t.Fatalf("a parked read took %v (median of %d) to see its data while %d reads were kept polling; all: %v", med, len(wakes), readers, wakes)
 	}
 }
