@@ -4,19 +4,23 @@
 // On a machine whose idle CPUs halt (most virtual machines), a process
 // parked in epoll_wait is woken by an interrupt to a halted vCPU, which
 // costs tens of microseconds per message. A reader that expects its reply
-// within microseconds can instead keep asking the socket for data,
-// yielding its P between attempts, and park only when the window passes.
-// This is the user-space counterpart of Linux's busy_read sysctl (which
-// loopback sockets do not honour). It trades CPU for latency: a read that
-// finds no data burns at most the window before it parks.
+// within microseconds can instead keep asking the socket for data and
+// park only when the window passes. This is the user-space counterpart of
+// Linux's busy_read sysctl (which loopback sockets do not honour). It
+// trades CPU for latency: a read that finds no data burns at most the
+// window before it parks, and it only pays where the process has a CPU to
+// spare (on an overloaded machine the polling takes CPU the work needs).
 //
-// Reads do not poll when GOMAXPROCS is 1. While a read polls, the
-// scheduler finds it in its run queue each time it looks and does not
-// poll the network itself, so goroutines parked in the poller (other
-// connections, the listener) see their data only when the window ends
-// or, if messages keep the read polling, at the runtime's background
-// poll about 10 ms later. With more Ps, polling reads that outnumber
-// them do the same; keep the window short.
+// How it shares the Go scheduler. A read that starts polling first yields
+// once, so the goroutines its last message readied (the caller waiting for
+// a reply) run before it; then it polls without yielding, holding its P.
+// A polling read that yielded on every attempt would sit in the run queue
+// each time the scheduler looked, and the scheduler polls the network only
+// when its queues are empty: reads parked in the poller (other
+// connections, the listener) then saw their data only at the runtime's
+// background poll, milliseconds later. For the same reason at most
+// GOMAXPROCS-1 reads of the process poll at once, so one P is always free
+// to poll the network; with GOMAXPROCS 1 no read polls.
 package busypoll
 
 import (
@@ -78,24 +82,28 @@ func (c *conn) Read(p []byte) (int, error) {
 			case rerr == syscall.EINTR:
 				continue
 			case rerr != syscall.EAGAIN:
+				if !until.IsZero() {
+					release()
+				}
 				return true
 			case polled && until.IsZero():
 				// Woken by the poller with nothing to read: wait again.
 				return false
 			case until.IsZero():
 				polled = true
-				if runtime.GOMAXPROCS(0) < 2 {
-					// A polling read would hold the only P: see the
-					// package comment.
-					return false
+				if !acquire() {
+					return false // every P but one polls already
 				}
 				until = time.Now().Add(c.window)
+				// Let what the last message readied run first, then
+				// poll without yielding (see the package comment).
+				runtime.Gosched()
 			case c.giveWay(until):
 				// The poller reports a deadline or a Close as it
 				// would on a plain conn.
+				release()
 				return false
 			}
-			runtime.Gosched() // let this P's other goroutines run
 		}
 	})
 	var rawErr *net.OpError
@@ -113,6 +121,22 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// polling counts the reads polling now, in the whole process.
+var polling atomic.Int32
+
+// acquire takes one of the GOMAXPROCS-1 polling slots, so that one P is
+// always left to run the scheduler's own network poll (see the package
+// comment); false if none is free.
+func acquire() bool {
+	if int(polling.Add(1)) > runtime.GOMAXPROCS(0)-1 {
+		polling.Add(-1)
+		return false
+	}
+	return true
+}
+
+func release() { polling.Add(-1) }
 
 // giveWay reports whether a poll whose window ends at until should stop:
 // the window ended, the read deadline passed or the conn was closed.
