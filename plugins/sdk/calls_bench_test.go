@@ -41,3 +41,53 @@ func BenchmarkCallsLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCallsCommit measures a one-record transaction on each
+// transport over an in-process connection: one-phase (one Commit call)
+// and two-phase (Vote, then Finish), the calls that take their
+// transaction's turn in the plugin.
+func BenchmarkCallsCommit(b *testing.B) {
+	for _, m := range []struct {
+		name string
+		mode callsMode
+	}{{"packed", callsPacked}, {"unary", callsUnary}} {
+		for _, twoPhase := range []bool{false, true} {
+			name := m.name + "/one-phase"
+			if twoPhase {
+				name = m.name + "/two-phase"
+			}
+			b.Run(name, func(b *testing.B) {
+				c, _ := serveInProcess(b, testPlugin())
+				c.mode = m.mode
+				ctx := context.Background()
+				st, err := c.Open(ctx, "memory", "main", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				data := make([]byte, 200)
+				serial := storage.ZeroTid
+				for b.Loop() {
+					txn, err := st.Begin(ctx, storage.TxMeta{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := txn.Store(ctx, storage.Record{Oid: storage.RootOid, Serial: serial, Data: data}); err != nil {
+						b.Fatal(err)
+					}
+					if twoPhase {
+						if err := txn.Vote(ctx); err != nil {
+							b.Fatal(err)
+						}
+						serial, err = txn.Finish(ctx)
+					} else {
+						serial, err = txn.(storage.OnePhaseTxn).Commit(ctx)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -19,10 +19,12 @@ import (
 // stream (see the .proto). Every call runs on its own goroutine with its
 // own context, exactly as the unary RPC would: a Vote waiting for the
 // backend's commit lock does not hold up the Finish, arriving later on
-// the same stream, that releases it. Replies go out as calls end, one
-// sender at a time. When the host closes the stream (or the connection
-// breaks) every call still running is canceled, and Calls returns once
-// they have all ended.
+// the same stream, that releases it. A call of a known transaction takes
+// its place in that transaction's queue as it comes off the stream, so
+// the calls of one transaction reach the backend one at a time in stream
+// order. Replies go out as calls end, one sender at a time. When the
+// host closes the stream (or the connection breaks) every call still
+// running is canceled, and Calls returns once they have all ended.
 func (s *Server) Calls(stream pb.Backend_CallsServer) error {
 	var sendMu sync.Mutex
 	send := func(r *pb.Reply) error {
@@ -79,11 +81,13 @@ func (s *Server) Calls(stream pb.Backend_CallsServer) error {
 		mu.Lock()
 		running[id] = cancel
 		mu.Unlock()
+		tk := s.reserveCall(call)
+		tk.cancel = cancel
 		wg.Go(func() {
 			if walltrace.On {
 				walltrace.Mark("p.run")
 			}
-			r := s.serveCall(ctx, call)
+			r := s.serveCall(ctx, call, tk)
 			mu.Lock()
 			delete(running, id)
 			mu.Unlock()
@@ -102,9 +106,33 @@ func (s *Server) Calls(stream pb.Backend_CallsServer) error {
 	}
 }
 
+// reserveCall takes, for a call of a transaction the plugin already
+// knows (a Store, Vote, Commit or Finish naming its id), a place in that
+// transaction's queue; the zero ticket for any other call. An Abort
+// takes none: it cancels the call running and makes the queued ones
+// return (see Server.Abort).
+func (s *Server) reserveCall(call *pb.Call) ticket {
+	var id uint64
+	switch op := call.GetOp().(type) {
+	case *pb.Call_Store:
+		id = op.Store.GetTxn()
+	case *pb.Call_Vote:
+		id = op.Vote.GetTxn()
+	case *pb.Call_Commit:
+		id = op.Commit.GetTxn()
+	case *pb.Call_Finish:
+		id = op.Finish.GetTxn()
+	}
+	if id == 0 {
+		return ticket{}
+	}
+	return s.reserve(id)
+}
+
 // serveCall runs one call of the Calls stream with the unary RPC's
-// handler and wraps its result or error in a Reply.
-func (s *Server) serveCall(ctx context.Context, call *pb.Call) *pb.Reply {
+// handler and wraps its result or error in a Reply; tk is the call's
+// place in its transaction's queue (reserveCall).
+func (s *Server) serveCall(ctx context.Context, call *pb.Call, tk ticket) *pb.Reply {
 	var r pb.Reply
 	var err error
 	switch op := call.GetOp().(type) {
@@ -126,19 +154,19 @@ func (s *Server) serveCall(ctx context.Context, call *pb.Call) *pb.Reply {
 		r.Op = &pb.Reply_LastTid{LastTid: x}
 	case *pb.Call_Store:
 		var x *pb.StoreResponse
-		x, err = s.Store(ctx, op.Store)
+		x, err = s.storeAndMaybeVote(ctx, op.Store, false, tk)
 		r.Op = &pb.Reply_Store{Store: x}
 	case *pb.Call_Vote:
 		var x *pb.StoreResponse
-		x, err = s.Vote(ctx, op.Vote)
+		x, err = s.storeAndMaybeVote(ctx, op.Vote, true, tk)
 		r.Op = &pb.Reply_Vote{Vote: x}
 	case *pb.Call_Commit:
 		var x *pb.FinishResponse
-		x, err = s.Commit(ctx, op.Commit)
+		x, err = s.commit(ctx, op.Commit, tk)
 		r.Op = &pb.Reply_Commit{Commit: x}
 	case *pb.Call_Finish:
 		var x *pb.FinishResponse
-		x, err = s.Finish(ctx, op.Finish)
+		x, err = s.finish(ctx, op.Finish, tk)
 		r.Op = &pb.Reply_Finish{Finish: x}
 	case *pb.Call_Abort:
 		var x *pb.Empty

@@ -42,6 +42,19 @@
 // buffer), falling back to unary RPCs for a plugin built before it; a
 // plugin built with this package serves both without doing anything.
 //
+// A backend's Txn is called as host/storage promises: one call at a time,
+// in the order the calls arrived (on the Calls stream, stream order),
+// never two at once, also when the host gives up on a call (its context
+// ended) and sends Abort while the call still runs in the backend. That
+// Abort cancels the running call's context (a Vote waiting for the
+// commit lock then returns ErrCommitLockTimeout or the context's error),
+// waits for it to return, then calls the Txn's Abort; calls of the
+// transaction queued behind it fail with storage.ErrClosed without
+// reaching the backend. Finish is never canceled. So a backend needs no
+// lock of its own around a Txn, but its Store and Vote should honour ctx
+// for an Abort to be prompt. Different transactions, and the Storage
+// methods, still run concurrently.
+//
 // See docs/plugins.md for a walk-through, and examples/custom-mount and
 // examples/custom-storage for complete plugins.
 package sdk

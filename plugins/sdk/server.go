@@ -17,9 +17,12 @@ import (
 
 // Server is the plugin side of the protocol: it serves a Plugin's backends
 // and mount functions over gRPC. Storages and transactions are named by
-// handles the host holds. All methods are safe for concurrent use; the
-// calls of one transaction arrive in order because the host's Txn is used
-// by one goroutine at a time.
+// handles the host holds. All methods are safe for concurrent use. The
+// calls of one transaction reach its backend Txn one at a time, in the
+// order they arrived, as the storage contract promises the backend: an
+// Abort that arrives while a call of its transaction still runs (the
+// host gave up waiting for it) cancels that call's context and waits for
+// it to return (see txnturn.go).
 type Server struct {
 	pb.UnimplementedPluginServer
 	pb.UnimplementedBackendServer
@@ -53,12 +56,6 @@ type openStorage struct {
 	st   storage.Storage
 }
 
-type openTxn struct {
-	handle uint64
-	key    uint64 // the host's key, 0 if none
-	txn    storage.Txn
-}
-
 func newServer(p *Plugin, logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -79,6 +76,9 @@ func newServer(p *Plugin, logger hclog.Logger) *Server {
 func (s *Server) closeAll() {
 	s.mu.Lock()
 	sts := s.storages
+	for _, t := range s.txns {
+		t.interrupt(fmt.Errorf("plugin is shutting down: %w", storage.ErrClosed))
+	}
 	s.storages = map[uint64]*openStorage{}
 	s.txns = map[uint64]*openTxn{}
 	s.keys = map[txnKey]uint64{}
@@ -104,14 +104,32 @@ func (s *Server) storage(h uint64) (storage.Storage, error) {
 	return o.st, nil
 }
 
-func (s *Server) txn(id uint64) (storage.Txn, error) {
+// reserve takes a place in the queue of transaction id for a call that
+// just arrived; a ticket without a transaction if it is over.
+func (s *Server) reserve(id uint64) ticket {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t, ok := s.txns[id]
+	s.mu.Unlock()
 	if !ok {
+		return ticket{taken: true}
+	}
+	return t.reserve()
+}
+
+// turn waits for the turn of transaction id, with the place tk the call
+// took as it arrived or, if it took none, one taken now. The caller
+// releases the turn.
+func (s *Server) turn(ctx context.Context, id uint64, tk ticket) (*openTxn, error) {
+	if !tk.taken {
+		tk = s.reserve(id)
+	}
+	if tk.t == nil {
 		return nil, toStatus(fmt.Errorf("transaction %d is over: %w", id, storage.ErrClosed))
 	}
-	return t.txn, nil
+	if err := tk.t.await(ctx, tk); err != nil {
+		return nil, toStatus(fmt.Errorf("transaction %d: wait for its previous call: %w", id, err))
+	}
+	return tk.t, nil
 }
 
 func (s *Server) dropTxn(id uint64) {
@@ -185,6 +203,7 @@ func (s *Server) Close(_ context.Context, req *pb.HandleRequest) (*pb.Empty, err
 	delete(s.storages, req.GetHandle())
 	for id, t := range s.txns {
 		if t.handle == req.GetHandle() {
+			t.interrupt(fmt.Errorf("transaction %d: its storage was closed: %w", id, storage.ErrClosed))
 			s.dropTxnLocked(id)
 		}
 	}
@@ -252,14 +271,18 @@ func (s *Server) LastTid(ctx context.Context, req *pb.HandleRequest) (*pb.TidVal
 }
 
 func (s *Server) Begin(ctx context.Context, req *pb.BeginRequest) (*pb.BeginResponse, error) {
-	id, _, err := s.begin(ctx, req.GetHandle(), req.GetMeta(), 0)
+	id, t, err := s.begin(ctx, req.GetHandle(), req.GetMeta(), 0)
 	if err != nil {
 		return nil, err
 	}
+	t.release()
 	return &pb.BeginResponse{Txn: id}, nil
 }
 
-func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key uint64) (uint64, storage.Txn, error) {
+// begin begins a transaction in storage handle and enters it in the
+// table, its turn held by the caller (so an Abort by key that finds it
+// waits for the caller's call), who releases it.
+func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key uint64) (uint64, *openTxn, error) {
 	st, err := s.storage(handle)
 	if err != nil {
 		return 0, nil, err
@@ -285,62 +308,72 @@ func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key 
 	}
 	s.next++
 	id := s.next
-	s.txns[id] = &openTxn{handle: handle, key: key, txn: txn}
+	t := &openTxn{handle: handle, key: key, txn: txn, busy: true}
+	s.txns[id] = t
 	if key != 0 {
 		s.keys[txnKey{handle, key}] = id
 	}
 	s.mu.Unlock()
-	return id, txn, nil
+	return id, t, nil
 }
 
 // storeAndMaybeVote runs a Store or Vote request, beginning the
-// transaction first when the request says so.
-func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vote bool) (*pb.StoreResponse, error) {
+// transaction first when the request says so; tk is the place the call
+// took in its transaction's queue as it arrived, if it did.
+func (s *Server) storeAndMaybeVote(ctx context.Context, req *pb.StoreRequest, vote bool, tk ticket) (*pb.StoreResponse, error) {
+	id := req.GetTxn()
+	var t *openTxn
+	if id != 0 {
+		var err error
+		if t, err = s.turn(ctx, id, tk); err != nil {
+			return nil, err
+		}
+		defer t.release()
+	}
 	recs, err := requestRecords(req)
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetTxn()
-	var txn storage.Txn
 	began := false
-	if id == 0 {
-		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
+	if t == nil {
+		if id, t, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey()); err != nil {
+			return nil, err
+		}
+		defer t.release()
 		began = true
-	} else {
-		txn, err = s.txn(id)
-	}
-	if err != nil {
-		return nil, err
 	}
 	fail := func(err error) (*pb.StoreResponse, error) {
 		if began {
 			// The host never learns this id: abort, leaving no trace.
 			s.dropTxn(id)
-			_ = txn.Abort(ctx)
+			_ = t.abort(context.WithoutCancel(ctx))
 		}
 		return nil, err
 	}
+	cctx, cancel, err := t.start(ctx, true, tk.cancel)
+	if err != nil {
+		// The host aborted it (by key: its call had ended) before this
+		// call's turn; that Abort aborts the backend transaction.
+		return nil, toStatus(err)
+	}
+	defer cancel()
 	for _, r := range recs {
-		if err := txn.Store(ctx, r); err != nil {
+		if err := t.txn.Store(cctx, r); err != nil {
 			return fail(toStatus(err))
 		}
 	}
 	if vote {
-		if err := txn.Vote(ctx); err != nil {
+		if err := t.txn.Vote(cctx); err != nil {
 			// A failed vote can only be aborted; if this request began
 			// the transaction the host never learns its id, so fail
 			// aborts it here.
 			return fail(toStatus(err))
 		}
 	}
-	if began {
-		s.mu.Lock()
-		_, still := s.txns[id]
-		s.mu.Unlock()
-		if !still {
-			// The host aborted it by key meanwhile (its call had ended).
-			return nil, toStatus(fmt.Errorf("transaction key %d was aborted by the host: %w", req.GetKey(), storage.ErrClosed))
-		}
+	if err := t.overErr(); err != nil {
+		// The host aborted it meanwhile (its call had ended); the Abort,
+		// waiting for this turn, aborts the backend transaction.
+		return nil, toStatus(err)
 	}
 	return &pb.StoreResponse{Txn: id}, nil
 }
@@ -363,90 +396,118 @@ func requestRecords(req *pb.StoreRequest) ([]storage.Record, error) {
 }
 
 func (s *Server) Store(ctx context.Context, req *pb.StoreRequest) (*pb.StoreResponse, error) {
-	return s.storeAndMaybeVote(ctx, req, false)
+	return s.storeAndMaybeVote(ctx, req, false, ticket{})
 }
 
 func (s *Server) Vote(ctx context.Context, req *pb.StoreRequest) (*pb.StoreResponse, error) {
-	return s.storeAndMaybeVote(ctx, req, true)
+	return s.storeAndMaybeVote(ctx, req, true, ticket{})
 }
 
 func (s *Server) Finish(ctx context.Context, req *pb.TxnRequest) (*pb.FinishResponse, error) {
-	txn, err := s.txn(req.GetTxn())
+	return s.finish(ctx, req, ticket{})
+}
+
+// finish runs a Finish request. An Abort does not cancel it: after a
+// successful vote, finishing is what releases the commit lock, and a
+// finish cut short would leave the outcome unknown.
+func (s *Server) finish(ctx context.Context, req *pb.TxnRequest, tk ticket) (*pb.FinishResponse, error) {
+	t, err := s.turn(ctx, req.GetTxn(), tk)
 	if err != nil {
 		return nil, err
 	}
-	tid, err := txn.Finish(ctx)
+	defer t.release()
+	if _, _, err := t.start(ctx, false, nil); err != nil {
+		return nil, toStatus(err)
+	}
+	tid, err := t.txn.Finish(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	t.ended = true
 	s.dropTxn(req.GetTxn())
 	resp := &pb.FinishResponse{Tid: uint64(tid)}
-	if ct, ok := txn.(storage.CollectingTxn); ok {
+	if ct, ok := t.txn.(storage.CollectingTxn); ok {
 		resp.Collected = oidsToPB(ct.Collected())
 	}
 	return resp, nil
 }
 
 // Commit stores the request's records, votes and finishes in one call
-// (one-phase commit). Before the vote it takes the transaction out of the
-// table, so a later Abort (by id or key) finds nothing and cannot race
-// with the commit; any error aborts the backend transaction (a no-op after
-// a successful vote whose finish failed only releases the lock).
+// (one-phase commit). The transaction stays in the table while it runs:
+// an Abort (by id or key; the host's call had ended) cancels it, which
+// ends a vote still waiting for the commit lock, and waits for it. Any
+// error aborts the backend transaction (a no-op after a successful vote
+// whose finish failed only releases the lock); an Abort after a commit
+// does not undo it.
 func (s *Server) Commit(ctx context.Context, req *pb.StoreRequest) (*pb.FinishResponse, error) {
+	return s.commit(ctx, req, ticket{})
+}
+
+func (s *Server) commit(ctx context.Context, req *pb.StoreRequest, tk ticket) (*pb.FinishResponse, error) {
 	if walltrace.On {
 		walltrace.Mark("p.decode")
+	}
+	id := req.GetTxn()
+	var t *openTxn
+	if id != 0 {
+		var err error
+		if t, err = s.turn(ctx, id, tk); err != nil {
+			return nil, err
+		}
+		defer t.release()
 	}
 	recs, err := requestRecords(req)
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetTxn()
-	var txn storage.Txn
-	if id == 0 {
-		id, txn, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey())
-	} else {
-		txn, err = s.txn(id)
+	if t == nil {
+		if id, t, err = s.begin(ctx, req.GetHandle(), req.GetMeta(), req.GetKey()); err != nil {
+			return nil, err
+		}
+		defer t.release()
 	}
+	cctx, cancel, err := t.start(ctx, true, tk.cancel)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err) // the Abort that ended it aborts the backend
 	}
+	defer cancel()
 	fail := func(err error) (*pb.FinishResponse, error) {
 		s.dropTxn(id)
-		_ = txn.Abort(context.WithoutCancel(ctx))
+		_ = t.abort(context.WithoutCancel(ctx))
 		return nil, toStatus(err)
 	}
 	for _, r := range recs {
-		if err := txn.Store(ctx, r); err != nil {
+		if err := t.txn.Store(cctx, r); err != nil {
 			return fail(err)
 		}
 	}
-	s.mu.Lock()
-	_, still := s.txns[id]
-	s.dropTxnLocked(id)
-	s.mu.Unlock()
-	if !still {
-		// The host aborted it meanwhile (by key: its call had ended).
-		_ = txn.Abort(context.WithoutCancel(ctx))
-		return nil, toStatus(fmt.Errorf("transaction %d was aborted by the host: %w", id, storage.ErrClosed))
+	if err := t.overErr(); err != nil {
+		// The host aborted it during the stores: do not let a vote that
+		// finds the commit lock free commit it anyway.
+		return fail(err)
 	}
 	if walltrace.On {
 		walltrace.Mark("p.backend")
 	}
-	tid, err := storage.CommitOnePhase(ctx, txn)
+	tid, err := storage.CommitOnePhase(cctx, t.txn)
 	if walltrace.On {
 		walltrace.Mark("p.backendret")
 	}
 	if err != nil {
-		_ = txn.Abort(context.WithoutCancel(ctx))
-		return nil, toStatus(err)
+		return fail(err)
 	}
+	t.ended = true
+	s.dropTxn(id)
 	resp := &pb.FinishResponse{Tid: uint64(tid)}
-	if ct, ok := txn.(storage.CollectingTxn); ok {
+	if ct, ok := t.txn.(storage.CollectingTxn); ok {
 		resp.Collected = oidsToPB(ct.Collected())
 	}
 	return resp, nil
 }
 
+// Abort aborts a transaction. A call of it still running (the host gave
+// up waiting for it) is canceled first, and the backend's Abort runs once
+// it returned, never beside it.
 func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, error) {
 	s.mu.Lock()
 	id := req.GetTxn()
@@ -472,7 +533,14 @@ func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, erro
 	if !ok {
 		return &pb.Empty{}, nil
 	}
-	if err := t.txn.Abort(ctx); err != nil {
+	t.interrupt(fmt.Errorf("transaction %d was aborted by the host: %w", id, storage.ErrClosed))
+	// Not bounded by ctx (Background never ends, so await cannot fail):
+	// the backend transaction must be aborted, and only after the call
+	// it interrupted returned, promptly as its context was canceled;
+	// calls queued before this Abort return at once.
+	_ = t.await(context.Background(), t.reserve())
+	defer t.release()
+	if err := t.abort(ctx); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.Empty{}, nil
