@@ -1,10 +1,10 @@
 package busypoll
 
 import (
-	"fmt"
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
