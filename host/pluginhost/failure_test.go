@@ -354,3 +354,45 @@ func TestLargeRecordThroughPlugin(t *testing.T) {
 		t.Fatalf("64 MiB record came back as %d bytes", len(rec.Data))
 	}
 }
+
+// TestPluginEnvBeatsHostEnv: what the host sets for a plugin (the plugin
+// block's env, the log level, the busy-poll window, off included) wins
+// over a variable of the same name in the host's own environment, which
+// go-plugin would otherwise append last. The plugin is a script that
+// records its environment and then serves the built-in plugin.
+func TestPluginEnvBeatsHostEnv(t *testing.T) {
+	t.Setenv("ZHOST_TEST_PLUGIN_VAR", "from-host")
+	t.Setenv(sdk.EnvBusyPoll, "50us")
+	t.Setenv("ZHOST_TEST_HOST_ONLY", "inherited")
+	m, _ := newManager(t, Options{})
+	envFile := filepath.Join(t.TempDir(), "env")
+	bin := script(t, "zhost-plugin-env", `env > `+envFile+`; exec "`+testbin.Zhost(t)+`" plugin serve builtin`)
+	if err := m.Add(Spec{Name: "env", Path: bin, Env: map[string]string{"ZHOST_TEST_PLUGIN_VAR": "from-config"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Describe(testCtx(t), "env"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	for k, want := range map[string]string{
+		"ZHOST_TEST_PLUGIN_VAR": "from-config",
+		sdk.EnvBusyPoll:         "0s",
+		"ZHOST_TEST_HOST_ONLY":  "inherited",
+	} {
+		if got[k] != want {
+			t.Errorf("plugin saw %s=%q, want %q", k, got[k], want)
+		}
+	}
+	if got["PLUGIN_PROTOCOL_VERSIONS"] == "" {
+		t.Errorf("plugin saw no go-plugin handshake variables: %v", got)
+	}
+}

@@ -250,15 +250,17 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.SysProcAttr = pluginSysProcAttr()
-	// go-plugin appends the host's environment and its handshake
-	// variables after these.
+	// The host's environment, then what the host sets for the plugin,
+	// which wins over a variable of the same name there (the last one
+	// counts); go-plugin's runner appends only its handshake variables
+	// (SkipHostEnv below).
+	cmd.Env = os.Environ()
 	for k, v := range p.spec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.Env = append(cmd.Env, sdk.EnvLogLevel+"="+levelName(p.m.opts.Logger.GetLevel()))
-	if p.m.opts.BusyPoll > 0 {
-		cmd.Env = append(cmd.Env, sdk.EnvBusyPoll+"="+p.m.opts.BusyPoll.String())
-	}
+	cmd.Env = append(cmd.Env,
+		sdk.EnvLogLevel+"="+levelName(p.m.opts.Logger.GetLevel()),
+		sdk.EnvBusyPoll+"="+max(p.m.opts.BusyPoll, 0).String())
 
 	var sum []byte // checked by the runner before every start
 	if p.spec.SHA256 != "" {
@@ -273,6 +275,7 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 		RunnerFunc:       newRunnerFunc(cmd, sum),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           pluginLogger{p.logger},
+		SkipHostEnv:      true,
 		StartTimeout:     p.m.opts.StartTimeout,
 		GRPCDialOptions:  sdk.GRPCDialOptionsPoll(p.m.opts.BusyPoll),
 		SyncStdout:       stdoutLogger{p.logger},
