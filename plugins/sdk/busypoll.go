@@ -42,7 +42,9 @@ func (c pollCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo
 
 func (c pollCreds) Clone() credentials.TransportCredentials { return c }
 
-// GRPCDialOptionsPoll is GRPCDialOptions with reads that busy-poll.
+// GRPCDialOptionsPoll is GRPCDialOptions with reads that busy-poll. Its
+// transport credentials are plain ones, replacing go-plugin's: use it
+// only for a client without TLSConfig or AutoMTLS (zhost's host).
 func GRPCDialOptionsPoll(window time.Duration) []grpc.DialOption {
 	opts := GRPCDialOptions()
 	if window > 0 {

@@ -87,7 +87,10 @@ func Serve(p *Plugin) {
 		VersionedPlugins: ServerPluginSets(p, srv),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, GRPCServerOptions()...)
-			if d := busypoll.FromEnv(EnvBusyPoll); d > 0 {
+			// The polling credentials are plain ones; a host that asked
+			// go-plugin for TLS (PLUGIN_CLIENT_CERT, which zhost does
+			// not) keeps its TLS credentials and no polling.
+			if d := busypoll.FromEnv(EnvBusyPoll); d > 0 && os.Getenv("PLUGIN_CLIENT_CERT") == "" {
 				log.Debug("reads from the host busy-poll", "window", d.String())
 				opts = append(opts, grpc.Creds(newPollCreds(d)))
 			}
