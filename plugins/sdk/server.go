@@ -566,10 +566,13 @@ func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, erro
 	// without reaching the backend.
 	_ = t.await(context.Background(), t.reserve())
 	defer t.release()
-	err := t.abort(ctx)
+	// Nor is the backend's Abort: ctx may have ended during the wait
+	// (the host's stream broke), and a transaction left voted would hold
+	// the commit lock with nothing left to abort it.
+	err := t.abort(context.WithoutCancel(ctx))
 	s.dropTxn(id)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(fmt.Errorf("abort transaction %d: %w", id, err))
 	}
 	return &pb.Empty{}, nil
 }

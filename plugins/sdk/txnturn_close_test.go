@@ -22,6 +22,10 @@ type gateBackend struct {
 	w       *overlaps
 	entered chan struct{} // gets a value when a gated Store starts
 	gate    chan struct{}
+	// abortHonoursCtx makes a Txn's Abort do nothing but return ctx's
+	// error when ctx has ended, as a backend whose abort is a network
+	// call (host/client's) does.
+	abortHonoursCtx bool
 
 	mu   sync.Mutex
 	open map[*gateTxn]struct{}
@@ -91,6 +95,9 @@ func (t *gateTxn) Finish(ctx context.Context) (storage.Tid, error) {
 
 func (t *gateTxn) Abort(ctx context.Context) error {
 	defer t.enter("abort")()
+	if t.b.abortHonoursCtx && ctx.Err() != nil {
+		return ctx.Err()
+	}
 	t.forget()
 	return t.Txn.Abort(ctx)
 }
@@ -202,4 +209,41 @@ func TestCloseWaitsForTxnCalls(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAbortAfterItsContextEnded: the backend transaction is aborted even
+// if the Abort's context ended while it waited for the call it
+// interrupted (the host's stream broke, its deadline passed): a voted
+// transaction left behind would hold the commit lock for good, and the
+// plugin forgets it, so nothing would abort it later.
+func TestAbortAfterItsContextEnded(t *testing.T) {
+	b := newGateBackend()
+	b.abortHonoursCtx = true
+	srv, _, id, wait := gateServer(t, b)
+	actx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	aborted := make(chan error, 1)
+	go func() {
+		_, err := srv.Abort(actx, &pb.TxnRequest{Txn: id})
+		aborted <- err
+	}()
+	<-actx.Done()
+	time.Sleep(20 * time.Millisecond)
+	close(b.gate)
+	_ = wait()
+	select {
+	case err := <-aborted:
+		if err != nil {
+			t.Logf("abort: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("abort did not return within 5 s of the store's end")
+	}
+	b.mu.Lock()
+	left := len(b.open)
+	b.mu.Unlock()
+	if left != 0 {
+		t.Errorf("the backend transaction was not aborted: the Abort's context had ended while it waited")
+	}
+	b.w.check(t)
 }
