@@ -29,6 +29,13 @@ type gateBackend struct {
 
 	mu   sync.Mutex
 	open map[*gateTxn]struct{}
+	ops  []string // the Txn calls, in the order they started
+}
+
+func (b *gateBackend) op(s string) {
+	b.mu.Lock()
+	b.ops = append(b.ops, s)
+	b.mu.Unlock()
 }
 
 func newGateBackend() *gateBackend {
@@ -78,6 +85,7 @@ type gateTxn struct {
 
 func (t *gateTxn) Store(ctx context.Context, rec storage.Record) error {
 	defer t.enter("store")()
+	t.b.op("store " + string(rec.Data))
 	if string(rec.Data) == "gate" {
 		t.b.entered <- struct{}{}
 		<-t.b.gate
@@ -85,7 +93,13 @@ func (t *gateTxn) Store(ctx context.Context, rec storage.Record) error {
 	return t.Txn.Store(ctx, rec)
 }
 
+func (t *gateTxn) Vote(ctx context.Context) error {
+	t.b.op("vote")
+	return t.serialTxn.Vote(ctx)
+}
+
 func (t *gateTxn) Finish(ctx context.Context) (storage.Tid, error) {
+	t.b.op("finish")
 	tid, err := t.serialTxn.Finish(ctx)
 	if err == nil {
 		t.forget()
@@ -95,6 +109,7 @@ func (t *gateTxn) Finish(ctx context.Context) (storage.Tid, error) {
 
 func (t *gateTxn) Abort(ctx context.Context) error {
 	defer t.enter("abort")()
+	t.b.op("abort")
 	if t.b.abortHonoursCtx && ctx.Err() != nil {
 		return ctx.Err()
 	}
