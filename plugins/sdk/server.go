@@ -71,9 +71,11 @@ func newServer(p *Plugin, logger hclog.Logger) *Server {
 	}
 }
 
-// closeWait bounds how long closing every storage at shutdown waits for
-// the calls of their transactions to return once interrupted.
-const closeWait = 5 * time.Second
+// closeWait bounds how long closing a storage waits for the calls of its
+// transactions to return once interrupted (a backend honouring ctx
+// returns in far less). It is well under the 2 s go-plugin gives a plugin
+// to exit before killing it, so storages are closed first.
+const closeWait = time.Second
 
 // closeAll closes every open storage (aborting its transactions). Serve
 // calls it when the host goes away, so backends flush and unlock their
@@ -216,7 +218,7 @@ func (s *Server) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRespons
 
 // Close closes a storage. The calls of its open transactions are
 // interrupted, and the backend's Close (which aborts them) runs once they
-// returned, or ctx ended.
+// returned, or after closeWait.
 func (s *Server) Close(ctx context.Context, req *pb.HandleRequest) (*pb.Empty, error) {
 	s.mu.Lock()
 	o, ok := s.storages[req.GetHandle()]
@@ -235,7 +237,9 @@ func (s *Server) Close(ctx context.Context, req *pb.HandleRequest) (*pb.Empty, e
 		}
 	}
 	s.mu.Unlock()
-	release := holdTurns(ctx, ts)
+	wctx, cancel := context.WithTimeout(ctx, closeWait)
+	release := holdTurns(wctx, ts)
+	cancel()
 	defer release()
 	if !ok {
 		return &pb.Empty{}, nil

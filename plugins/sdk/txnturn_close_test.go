@@ -262,3 +262,45 @@ func TestAbortAfterItsContextEnded(t *testing.T) {
 	}
 	b.w.check(t)
 }
+
+// TestCloseBoundedByStuckTxnCall: a call that ignores its canceled
+// context holds Close up for closeWait at most; then the storage closes
+// anyway, so a plugin told to exit flushes before go-plugin kills it.
+func TestCloseBoundedByStuckTxnCall(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		name := "close storage"
+		if all {
+			name = "plugin shutting down"
+		}
+		t.Run(name, func(t *testing.T) {
+			b := newGateBackend()
+			srv, handle, _, wait := gateServer(t, b)
+			defer func() {
+				close(b.gate)
+				_ = wait()
+			}()
+			start := time.Now()
+			closed := make(chan error, 1)
+			go func() {
+				if all {
+					srv.closeAll()
+					closed <- nil
+					return
+				}
+				_, err := srv.Close(context.Background(), &pb.HandleRequest{Handle: handle})
+				closed <- err
+			}()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Errorf("close: %v", err)
+				}
+			case <-time.After(closeWait + 5*time.Second):
+				t.Fatalf("close did not return within %v with a call stuck", closeWait+5*time.Second)
+			}
+			if took := time.Since(start); took < closeWait {
+				t.Errorf("close returned after %v, before closeWait (%v) with a call still running", took, closeWait)
+			}
+		})
+	}
+}
