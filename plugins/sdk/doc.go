@@ -50,9 +50,12 @@
 // commit lock then returns ErrCommitLockTimeout or the context's error),
 // waits for it to return, then calls the Txn's Abort; calls of the
 // transaction queued behind it fail with storage.ErrClosed without
-// reaching the backend. Finish is never canceled. So a backend needs no
-// lock of its own around a Txn, but its Store and Vote should honour ctx
-// for an Abort to be prompt. Different transactions, and the Storage
+// reaching the backend. Finish is never canceled. Closing a storage (or
+// the plugin shutting down) interrupts its transactions' calls the same
+// way and calls the backend's Close, which aborts them, once they (and
+// any Abort waiting for them) returned. So a backend needs no lock of its
+// own around a Txn, but its Store and Vote should honour ctx for an
+// Abort or a Close to be prompt. Different transactions, and the Storage
 // methods, still run concurrently.
 //
 // See docs/plugins.md for a walk-through, and examples/custom-mount and

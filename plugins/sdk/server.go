@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
@@ -70,14 +71,25 @@ func newServer(p *Plugin, logger hclog.Logger) *Server {
 	}
 }
 
+// closeWait bounds how long closing a storage waits for the calls of its
+// transactions to return once interrupted (a backend honouring ctx
+// returns in far less). It is well under the 2 s go-plugin gives a plugin
+// to exit before killing it, so storages are closed first.
+const closeWait = time.Second
+
 // closeAll closes every open storage (aborting its transactions). Serve
 // calls it when the host goes away, so backends flush and unlock their
-// files. Later calls fail with ErrClosed.
+// files. Later calls fail with ErrClosed. The calls of open transactions
+// are interrupted, and the storages closed once they returned (up to
+// closeWait), so a backend's Close never aborts a transaction beside a
+// call of it.
 func (s *Server) closeAll() {
 	s.mu.Lock()
 	sts := s.storages
+	ts := make([]*openTxn, 0, len(s.txns))
 	for _, t := range s.txns {
 		t.interrupt(fmt.Errorf("plugin is shutting down: %w", storage.ErrClosed))
+		ts = append(ts, t)
 	}
 	s.storages = map[uint64]*openStorage{}
 	s.txns = map[uint64]*openTxn{}
@@ -85,6 +97,13 @@ func (s *Server) closeAll() {
 	s.aborted = map[txnKey]struct{}{}
 	s.closed = true
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	release := holdTurns(ctx, ts)
+	if ctx.Err() != nil {
+		s.logger.Warn("closing storages with transaction calls still running", "waited", closeWait.String())
+	}
+	cancel()
+	defer release()
 	for _, o := range sts {
 		if err := o.st.Close(); err != nil {
 			s.logger.Error("close storage", "storage", o.name, "type", o.typ, "error", err)
@@ -197,14 +216,19 @@ func (s *Server) Open(ctx context.Context, req *pb.OpenRequest) (*pb.OpenRespons
 	return &pb.OpenResponse{Handle: h, Capabilities: capsToPB(st.Capabilities())}, nil
 }
 
-func (s *Server) Close(_ context.Context, req *pb.HandleRequest) (*pb.Empty, error) {
+// Close closes a storage. The calls of its open transactions are
+// interrupted, and the backend's Close (which aborts them) runs once they
+// returned, or after closeWait.
+func (s *Server) Close(ctx context.Context, req *pb.HandleRequest) (*pb.Empty, error) {
 	s.mu.Lock()
 	o, ok := s.storages[req.GetHandle()]
 	delete(s.storages, req.GetHandle())
+	var ts []*openTxn
 	for id, t := range s.txns {
 		if t.handle == req.GetHandle() {
 			t.interrupt(fmt.Errorf("transaction %d: its storage was closed: %w", id, storage.ErrClosed))
 			s.dropTxnLocked(id)
+			ts = append(ts, t)
 		}
 	}
 	for k := range s.aborted {
@@ -213,6 +237,10 @@ func (s *Server) Close(_ context.Context, req *pb.HandleRequest) (*pb.Empty, err
 		}
 	}
 	s.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, closeWait)
+	release := holdTurns(wctx, ts)
+	cancel()
+	defer release()
 	if !ok {
 		return &pb.Empty{}, nil
 	}
@@ -527,8 +555,9 @@ func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, erro
 			return &pb.Empty{}, nil
 		}
 	}
+	// It stays in the table until the backend aborted it, so closing its
+	// storage waits for that too.
 	t, ok := s.txns[id]
-	s.dropTxnLocked(id)
 	s.mu.Unlock()
 	if !ok {
 		return &pb.Empty{}, nil
@@ -537,11 +566,17 @@ func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, erro
 	// Not bounded by ctx (Background never ends, so await cannot fail):
 	// the backend transaction must be aborted, and only after the call
 	// it interrupted returned, promptly as its context was canceled;
-	// calls queued before this Abort return at once.
+	// calls queued before this Abort get the turn first and return
+	// without reaching the backend.
 	_ = t.await(context.Background(), t.reserve())
 	defer t.release()
-	if err := t.abort(ctx); err != nil {
-		return nil, toStatus(err)
+	// Nor is the backend's Abort: ctx may have ended during the wait
+	// (the host's stream broke), and a transaction left voted would hold
+	// the commit lock with nothing left to abort it.
+	err := t.abort(context.WithoutCancel(ctx))
+	s.dropTxn(id)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("abort transaction %d: %w", id, err))
 	}
 	return &pb.Empty{}, nil
 }

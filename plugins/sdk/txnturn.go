@@ -141,6 +141,29 @@ func (t *openTxn) interrupt(why error) {
 	}
 }
 
+// holdTurns takes the turn of each transaction of ts, which were
+// interrupted (so a call running in them returns promptly), waiting
+// until ctx ends at most, and returns the function that releases those
+// it got. A storage's Close runs between the two: it aborts its open
+// transactions, which must not happen beside a call of one of them.
+func holdTurns(ctx context.Context, ts []*openTxn) (release func()) {
+	tks := make([]ticket, len(ts))
+	for i, t := range ts {
+		tks[i] = t.reserve()
+	}
+	held := make([]*openTxn, 0, len(ts))
+	for i, t := range ts {
+		if t.await(ctx, tks[i]) == nil {
+			held = append(held, t)
+		}
+	}
+	return func() {
+		for _, t := range held {
+			t.release()
+		}
+	}
+}
+
 // overErr returns why the transaction is over, nil while it is open.
 func (t *openTxn) overErr() error {
 	t.mu.Lock()
