@@ -94,8 +94,8 @@ func init() {
 own N objects; phases start together in every process. The phases run
 -rounds R times (each round with new objects and new clients), after
 -warmup W rounds that are run the same way but not counted (the first
-round of a fresh server and worker is up to 2x slower: heaps, caches and
-socket buffers grow); each rate is the median of the timed rounds, and
+round of a fresh server and worker runs up to 2x slower); each rate is
+the median of the timed rounds, and
 latencies are over every timed round. -busy-poll sets the workers'
 client busy_poll; with -config it defaults to the server block's.
 

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/zhostdb/zhost/internal/busypoll"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/host/wire"
+	"github.com/zhostdb/zhost/internal/busypoll"
 	"github.com/zhostdb/zhost/internal/walltrace"
 )
 

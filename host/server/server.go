@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/zhostdb/zhost/internal/busypoll"
 	"net"
 	"os"
 	"sort"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/internal/busypoll"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"fmt"
-	"github.com/zhostdb/zhost/internal/busypoll"
 	"os"
 	"os/signal"
 	"sync"
@@ -12,6 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+
+	"github.com/zhostdb/zhost/internal/busypoll"
 )
 
 var (
