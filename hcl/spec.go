@@ -161,7 +161,7 @@ var serverSpec = &blockSpec{
 		{Name: "max_message_size", Kind: kSize, Default: `"64MiB"`, Min: "1MiB", Max: "1GiB",
 			Description: "The largest protocol message the server accepts or sends; bounds the largest record.", Example: `"256MiB"`},
 		{Name: "busy_poll", Kind: kDuration, Default: `"0s"`, Min: "0s", Max: "1ms",
-			Description: "After each message, how long the server's reads (from clients and from its storage plugins, on both ends) keep polling the socket before they sleep. Trades CPU for latency on machines whose idle CPUs halt (most VMs): a cache miss between processes drops from about 60 µs to about 15 µs on the reference VM with `\"50us\"`. 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect, as a polling read would keep the scheduler from seeing other connections' data. See docs/performance.md.", Example: `"50us"`},
+			Description: "After each message, how long the server's reads (from clients and from its storage plugins, on both ends) keep polling the socket before they sleep. Trades CPU for latency on machines whose idle CPUs halt (most VMs): a cache miss between processes drops from about 70 µs to about 15 µs on the reference VM with `\"50us\"`. 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect, as a polling read would keep the scheduler from seeing other connections' data. See docs/performance.md.", Example: `"50us"`},
 	}, nodeAttrs("server")...),
 	Blocks: []*blockSpec{tlsServerSpec},
 }
