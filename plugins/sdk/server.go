@@ -40,7 +40,7 @@ type Server struct {
 	// keys the host aborted before their transaction began here (an Abort
 	// can overtake the request it names). Both are per storage handle.
 	keys    map[txnKey]uint64
-	aborted map[txnKey]struct{}
+	aborted *earlyAborts
 	closed  bool
 }
 
@@ -48,7 +48,8 @@ type Server struct {
 type txnKey struct{ handle, key uint64 }
 
 // maxAbortedKeys bounds the remembered early aborts (an Abort by key whose
-// request never reached the plugin leaves one behind).
+// request never reached the plugin, or had ended, leaves one behind); the
+// oldest are forgotten first.
 const maxAbortedKeys = 4096
 
 type openStorage struct {
@@ -67,7 +68,7 @@ func newServer(p *Plugin, logger hclog.Logger) *Server {
 		storages: map[uint64]*openStorage{},
 		txns:     map[uint64]*openTxn{},
 		keys:     map[txnKey]uint64{},
-		aborted:  map[txnKey]struct{}{},
+		aborted:  newEarlyAborts(maxAbortedKeys),
 	}
 }
 
@@ -94,7 +95,7 @@ func (s *Server) closeAll() {
 	s.storages = map[uint64]*openStorage{}
 	s.txns = map[uint64]*openTxn{}
 	s.keys = map[txnKey]uint64{}
-	s.aborted = map[txnKey]struct{}{}
+	s.aborted = newEarlyAborts(maxAbortedKeys)
 	s.closed = true
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
@@ -231,11 +232,7 @@ func (s *Server) Close(ctx context.Context, req *pb.HandleRequest) (*pb.Empty, e
 			ts = append(ts, t)
 		}
 	}
-	for k := range s.aborted {
-		if k.handle == req.GetHandle() {
-			delete(s.aborted, k)
-		}
-	}
+	s.aborted.dropHandle(req.GetHandle())
 	s.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, closeWait)
 	release := holdTurns(wctx, ts)
@@ -327,8 +324,7 @@ func (s *Server) begin(ctx context.Context, handle uint64, meta *pb.TxMeta, key 
 	}
 	if key != 0 {
 		k := txnKey{handle, key}
-		if _, gone := s.aborted[k]; gone {
-			delete(s.aborted, k)
+		if s.aborted.take(k) {
 			s.mu.Unlock()
 			_ = txn.Abort(ctx)
 			return 0, nil, toStatus(fmt.Errorf("begin: the host aborted transaction key %d already: %w", key, storage.ErrClosed))
@@ -544,13 +540,7 @@ func (s *Server) Abort(ctx context.Context, req *pb.TxnRequest) (*pb.Empty, erro
 		var found bool
 		if id, found = s.keys[k]; !found {
 			// Its request has not begun it yet: make that request fail.
-			if len(s.aborted) >= maxAbortedKeys {
-				for old := range s.aborted {
-					delete(s.aborted, old)
-					break
-				}
-			}
-			s.aborted[k] = struct{}{}
+			s.aborted.add(k)
 			s.mu.Unlock()
 			return &pb.Empty{}, nil
 		}

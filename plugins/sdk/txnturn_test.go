@@ -217,7 +217,7 @@ func tablesEmpty(t *testing.T, srv *Server) {
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		srv.mu.Lock()
-		txns, keys, aborted := len(srv.txns), len(srv.keys), len(srv.aborted)
+		txns, keys, aborted := len(srv.txns), len(srv.keys), srv.aborted.len()
 		srv.mu.Unlock()
 		if txns == 0 && keys == 0 {
 			// Early aborts whose request had already ended stay (up to
