@@ -167,7 +167,7 @@ func runServer(ctx context.Context, cfg *hcl.Config, opts NodeOptions) (err erro
 		}
 		return fmt.Errorf("server %q: %w", sc.Name, err)
 	}
-	log.Info("storage server listening", "addr", srv.Addr().String(), "partitions", len(parts))
+	log.Info("storage server listening", "addr", srv.Addr().String(), "partitions", len(parts), "busy_poll", sc.BusyPoll.String())
 	if opts.Ready != nil {
 		opts.Ready(srv.Addr())
 	}
@@ -348,7 +348,7 @@ func runClient(ctx context.Context, cfg *hcl.Config, c *hcl.Client, opts NodeOpt
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("app node serving", "addr", ln.Addr().String(), "public_url", publicURL, "server", c.Server)
+	log.Info("app node serving", "addr", ln.Addr().String(), "public_url", publicURL, "server", c.Server, "busy_poll", c.BusyPoll.String())
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}

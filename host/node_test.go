@@ -234,3 +234,75 @@ balancer "front" {
 		t.Errorf("BrowserURL = %q", got)
 	}
 }
+
+// TestRunNodeBusyPoll: busy_poll in the server and client blocks reaches
+// the nodes (each says so as it starts), and a cluster running with it
+// serves writes and reads.
+func TestRunNodeBusyPoll(t *testing.T) {
+	dir := t.TempDir()
+	srvPort, appPort := testbin.FreePort(t), testbin.FreePort(t)
+	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
+server "zeo" {
+  listen    = "127.0.0.1:%d"
+  busy_poll = "50us"
+}
+storage "main" {
+  type       = "filestorage"
+  path       = "var/Data.fs"
+  in_process = true
+}
+partition "main" { storage = storage.main }
+client "app1" {
+  listen    = "127.0.0.1:%d"
+  busy_poll = "20us"
+}
+`, srvPort, appPort))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	logs := &syncBuf{}
+	for _, name := range []string{"zeo", "app1"} {
+		log := hclog.New(&hclog.LoggerOptions{Name: name, Output: logs, Level: hclog.Info})
+		go func() { done <- RunNode(ctx, cfg, name, NodeOptions{Logger: log, ShutdownTimeout: 5 * time.Second}) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("node: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("a node did not stop")
+				return
+			}
+		}
+	})
+	app := "http://127.0.0.1:" + strconv.Itoa(appPort)
+	cl := &http.Client{Timeout: 5 * time.Second}
+	waitFor(t, 15*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodPut, app+"/docs/polled", strings.NewReader(`{"x":1}`))
+		r, err := cl.Do(req)
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusCreated
+	})
+	for i := range 20 {
+		r, err := cl.Get(app + "/docs/polled")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK || !strings.Contains(string(body), `"x":1`) {
+			t.Fatalf("GET %d: %d %s", i, r.StatusCode, body)
+		}
+	}
+	for _, want := range []string{"storage server listening", `busy_poll="50µs"`, "app node serving", `busy_poll="20µs"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("node logs lack %q:\n%s", want, logs.String())
+		}
+	}
+}
