@@ -91,3 +91,32 @@ func BenchmarkCallsCommit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStoreInto measures the host side of Store alone: 1000
+// 182-byte records gathered into a packed batch (below the size that
+// sends one), then aborted before anything is sent.
+func BenchmarkStoreInto(b *testing.B) {
+	c, _ := serveInProcess(b, testPlugin())
+	c.mode = callsPacked
+	ctx := context.Background()
+	st, err := c.Open(ctx, "memory", "main", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	data := make([]byte, 182)
+	for b.Loop() {
+		txn, err := st.Begin(ctx, storage.TxMeta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range 1000 {
+			if err := txn.Store(ctx, storage.Record{Oid: storage.Oid(i + 1), Data: data}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := txn.Abort(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

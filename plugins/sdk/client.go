@@ -510,35 +510,37 @@ func (t *remoteTxn) closedErr(op string) error {
 func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	op := "store " + rec.Oid.String()
+	// The operation's name is for errors only: built when one is
+	// returned, not for each of a batch's thousand records.
+	op := func() string { return "store " + rec.Oid.String() }
 	switch {
 	case t.done:
-		return t.closedErr(op)
+		return t.closedErr(op())
 	case t.s.closed.Load():
-		return fmt.Errorf("plugin %q: %s: storage %q is closed: %w", t.s.c.name, op, t.s.name, storage.ErrClosed)
+		return fmt.Errorf("plugin %q: %s: storage %q is closed: %w", t.s.c.name, op(), t.s.name, storage.ErrClosed)
 	case t.voted:
-		return fmt.Errorf("plugin %q: %s after vote: %w", t.s.c.name, op, storage.ErrInvalid)
+		return fmt.Errorf("plugin %q: %s after vote: %w", t.s.c.name, op(), storage.ErrInvalid)
 	case t.broken != nil:
-		return fmt.Errorf("plugin %q: %s: an earlier store failed, abort the transaction: %w", t.s.c.name, op, t.broken)
+		return fmt.Errorf("plugin %q: %s: an earlier store failed, abort the transaction: %w", t.s.c.name, op(), t.broken)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("plugin %q: %s: %w", t.s.c.name, op, err)
+		return fmt.Errorf("plugin %q: %s: %w", t.s.c.name, op(), err)
 	}
 	if rec.Data == nil {
-		return fmt.Errorf("plugin %q: %s: nil data: %w", t.s.c.name, op, storage.ErrInvalid)
+		return fmt.Errorf("plugin %q: %s: nil data: %w", t.s.c.name, op(), storage.ErrInvalid)
 	}
-	if err := t.s.c.check(op); err != nil {
-		return err
+	if !t.s.c.Alive() {
+		return t.s.c.check(op())
 	}
 	if len(rec.Data) >= storeBatchBytes {
 		// A large record goes at once, without a copy, after what
 		// gathered before it so store order is kept.
 		before, err := t.batch().pb()
 		if err != nil {
-			return t.s.wrap(ctx, op, err)
+			return t.s.wrap(ctx, op(), err)
 		}
 		t.clear()
-		return t.send(ctx, op, txBatch{recs: append(before, recordToPB(rec)), large: true})
+		return t.send(ctx, op(), txBatch{recs: append(before, recordToPB(rec)), large: true})
 	}
 	// The caller may reuse its buffers after Store returns.
 	if t.pack {
@@ -553,7 +555,7 @@ func (t *remoteTxn) Store(ctx context.Context, rec storage.Record) error {
 	if t.bufBytes >= storeBatchBytes {
 		b := t.batch()
 		t.clear()
-		err := t.send(ctx, op, b)
+		err := t.send(ctx, op(), b)
 		b.release()
 		return err
 	}
