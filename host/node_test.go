@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,39 +112,8 @@ balancer "front" {
   }
 }
 `, srvPort, appPort, frontPort))
-	ctx, cancel := context.WithCancel(context.Background())
-	type result struct {
-		name string
-		err  error
-	}
-	done := make(chan result, 3)
 	logs := &syncBuf{}
-	for _, name := range []string{"zeo", "app1", "front"} {
-		log := hclog.New(&hclog.LoggerOptions{Name: name, Output: logs, Level: hclog.Info})
-		go func() {
-			done <- result{name, RunNode(ctx, cfg, name, NodeOptions{Logger: log, ShutdownTimeout: 5 * time.Second})}
-		}()
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		for range 3 {
-			select {
-			case r := <-done:
-				if r.err != nil {
-					t.Errorf("node %s: %v", r.name, r.err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("a node did not stop")
-				return
-			}
-		}
-	}
-	t.Cleanup(stop)
+	stop := runNodes(t, cfg, logs, "zeo", "app1", "front")
 
 	front := "http://127.0.0.1:" + strconv.Itoa(frontPort)
 	cl := &http.Client{Timeout: 5 * time.Second}
@@ -257,27 +227,8 @@ client "app1" {
   busy_poll = "20us"
 }
 `, srvPort, appPort))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
 	logs := &syncBuf{}
-	for _, name := range []string{"zeo", "app1"} {
-		log := hclog.New(&hclog.LoggerOptions{Name: name, Output: logs, Level: hclog.Info})
-		go func() { done <- RunNode(ctx, cfg, name, NodeOptions{Logger: log, ShutdownTimeout: 5 * time.Second}) }()
-	}
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("node: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("a node did not stop")
-				return
-			}
-		}
-	})
+	runNodes(t, cfg, logs, "zeo", "app1")
 	app := "http://127.0.0.1:" + strconv.Itoa(appPort)
 	cl := &http.Client{Timeout: 5 * time.Second}
 	waitFor(t, 15*time.Second, func() bool {
@@ -305,4 +256,42 @@ client "app1" {
 			t.Errorf("node logs lack %q:\n%s", want, logs.String())
 		}
 	}
+}
+
+// runNodes runs the named nodes of cfg in this process, logging to logs,
+// and returns a stop that cancels them and checks that each returned
+// nil within 20 s; it also runs at cleanup (a second call does nothing).
+func runNodes(t *testing.T, cfg *hcl.Config, logs *syncBuf, names ...string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		name string
+		err  error
+	}
+	done := make(chan result, len(names))
+	for _, name := range names {
+		log := hclog.New(&hclog.LoggerOptions{Name: name, Output: logs, Level: hclog.Info})
+		go func() {
+			done <- result{name, RunNode(ctx, cfg, name, NodeOptions{Logger: log, ShutdownTimeout: 5 * time.Second})}
+		}()
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			for range names {
+				select {
+				case r := <-done:
+					if r.err != nil {
+						t.Errorf("node %s: %v", r.name, r.err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Error("a node did not stop")
+					return
+				}
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
