@@ -149,8 +149,8 @@ func (cn *Conn) Open(ctx context.Context, partition string, opts PartitionOption
 	return c, nil
 }
 
-// open binds the partition on link l and applies the catch-up, in the
-// reader goroutine so that it precedes the partition's first push.
+// open binds the partition on link l and applies the catch-up as its
+// reply is read, so that it precedes the partition's first push.
 func (c *Client) open(ctx context.Context, l *link) error {
 	c.mu.Lock()
 	last := c.lastTid
@@ -218,8 +218,8 @@ func (c *Client) notify(tid storage.Tid, oids []storage.Oid) {
 	}
 }
 
-// applyInvalidation applies one committed transaction: runs in the
-// reader goroutine, in commit order.
+// applyInvalidation applies one committed transaction: runs on the
+// goroutine reading the link, in commit order.
 func (c *Client) applyInvalidation(tid storage.Tid, oids []storage.Oid) {
 	if oids == nil {
 		// An empty transaction: nil is reserved for "everything".
@@ -418,7 +418,7 @@ func (c *Client) Load(ctx context.Context, oid storage.Oid) (storage.Record, err
 func (c *Client) loadRemote(ctx context.Context, oid storage.Oid, current bool, before storage.Tid) (*wire.RecordReply, error) {
 	m, err := c.do(ctx, func(h uint32) wire.Message {
 		// Every attempt is a flight of its own, from before its send
-		// until its reply (or failure) lands in the reader goroutine.
+		// until its reply (or failure) is applied by the link's reader.
 		c.startFlight(oid)
 		if current {
 			return &wire.Load{Handle: h, Oid: oid}
@@ -559,10 +559,14 @@ func (c *Client) WaitForTid(ctx context.Context, tid storage.Tid) error {
 			return storage.ErrClosed
 		}
 		c.mu.Lock()
-		last, ch := c.lastTid, c.tidCh
+		last, ch, l := c.lastTid, c.tidCh, c.link
 		c.mu.Unlock()
 		if last >= tid {
 			return nil
+		}
+		if l != nil {
+			// Pushes may be waiting for a reader (reader.go).
+			l.nudge()
 		}
 		select {
 		case <-ch:
@@ -576,8 +580,9 @@ func (c *Client) WaitForTid(ctx context.Context, tid storage.Tid) error {
 // are applied, in commit order, this client's own commits included:
 // fn(tid, oids). After a cache reset (a reconnect past the invalidation
 // log's horizon, or a pack) fn gets oids == nil: every object may have
-// changed. fn runs on the connection's reader goroutine: it must be quick
-// and must not call the Client. cancel stops the calls.
+// changed. fn runs on the goroutine that reads the connection (a caller
+// waiting for its reply, or a background reader): it must be quick and
+// must not call the Client. cancel stops the calls.
 func (c *Client) Watch(fn func(tid storage.Tid, oids []storage.Oid)) (cancel func()) {
 	c.mu.Lock()
 	id := c.nextW

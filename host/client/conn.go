@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -389,9 +390,10 @@ type reply struct {
 	err error
 }
 
-// pendingCall is a request waiting for its reply. apply, if set, runs in
-// the reader goroutine with the reply (or the link's error) before the
-// caller sees it, so cache updates happen in stream order.
+// pendingCall is a request waiting for its reply. apply, if set, runs on
+// the goroutine reading the link (reader.go) with the reply (or the
+// link's error) before the caller sees it, so cache updates happen in
+// stream order.
 type pendingCall struct {
 	ch    chan reply
 	apply func(wire.Message, error)
@@ -416,6 +418,18 @@ type link struct {
 	dead     chan struct{}
 	deadOnce sync.Once
 	err      error
+
+	// Reading (reader.go). fr is used by the holder of tok only.
+	fr   wire.FrameReader
+	tok  chan struct{} // the read token: holds a value when it is free
+	wake chan struct{} // nudges the background reader
+	led  atomic.Uint64 // calls that read their own reply
+
+	dmu      sync.Mutex // guards the read deadline
+	dset     time.Time  // the read deadline last set on conn
+	midFrame bool       // a frame has begun: no kick may cut it short
+	gen      uint64     // the current leader's generation
+	kicked   bool       // the current leader's context ended
 }
 
 func newLink(c *Conn, nc net.Conn) *link {
@@ -425,6 +439,9 @@ func newLink(c *Conn, nc net.Conn) *link {
 		pending: make(map[uint32]*pendingCall),
 		handles: make(map[uint32]*Client),
 		dead:    make(chan struct{}),
+		fr:      wire.FrameReader{R: bufio.NewReaderSize(nc, 64<<10), Max: c.maxMsg},
+		tok:     make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -522,9 +539,32 @@ func (l *link) call(ctx context.Context, m wire.Message, apply func(wire.Message
 		}
 		return nil, err
 	}
+	deadline, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
+		deadline = time.Now().Add(l.c.opts.CallTimeout)
+	}
+	r, led, err := l.lead(ctx, pc, deadline)
+	if led {
+		switch {
+		case err == nil:
+			if walltrace.On {
+				walltrace.Mark("c.woke")
+			}
+			return r.msg, r.err
+		case err != errWait:
+			return nil, fmt.Errorf("%s: %w", m.Kind(), err)
+		case hasDeadline:
+			// ctx's deadline: its timer fires at the same moment, so
+			// callers that look at ctx.Err() see it ended.
+			<-ctx.Done()
+			return nil, fmt.Errorf("%s: %w", m.Kind(), ctx.Err())
+		default:
+			return nil, l.noAnswer(m)
+		}
+	}
 	var timeout <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok {
-		t := time.NewTimer(l.c.opts.CallTimeout)
+	if !hasDeadline {
+		t := time.NewTimer(time.Until(deadline))
 		defer t.Stop()
 		timeout = t.C
 	}
@@ -537,52 +577,12 @@ func (l *link) call(ctx context.Context, m wire.Message, apply func(wire.Message
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: %w", m.Kind(), ctx.Err())
 	case <-timeout:
-		return nil, fmt.Errorf("%s: no answer from %s within %s: %w", m.Kind(), l.c.opts.Addr, l.c.opts.CallTimeout, context.DeadlineExceeded)
+		return nil, l.noAnswer(m)
 	}
 }
 
-func (l *link) readLoop() {
-	fr := wire.FrameReader{R: bufio.NewReaderSize(l.conn, 64<<10), Max: l.c.maxMsg}
-	for {
-		f, err := fr.ReadFrame()
-		if walltrace.On {
-			walltrace.Mark("c.read")
-		}
-		if err != nil {
-			l.fail(fmt.Errorf("read: %w", err))
-			return
-		}
-		m, err := wire.Decode(f)
-		if err != nil {
-			l.fail(fmt.Errorf("server sent a bad frame: %w", err))
-			return
-		}
-		if f.Kind.IsPush() {
-			l.push(m)
-			continue
-		}
-		l.pmu.Lock()
-		pc := l.pending[f.ID]
-		delete(l.pending, f.ID)
-		l.pmu.Unlock()
-		if pc == nil {
-			if e, ok := m.(*wire.Error); ok && f.ID == 0 {
-				l.fail(fmt.Errorf("server closed the connection: %w", e.Err()))
-				return
-			}
-			continue // the caller gave up (its context ended)
-		}
-		var r reply
-		if e, ok := m.(*wire.Error); ok {
-			r.err = e.Err()
-		} else {
-			r.msg = m
-		}
-		if pc.apply != nil {
-			pc.apply(r.msg, r.err)
-		}
-		pc.ch <- r
-	}
+func (l *link) noAnswer(m wire.Message) error {
+	return fmt.Errorf("%s: no answer from %s within %s: %w", m.Kind(), l.c.opts.Addr, l.c.opts.CallTimeout, context.DeadlineExceeded)
 }
 
 func (l *link) push(m wire.Message) {

@@ -22,8 +22,10 @@
 //
 // Consistency. The server pushes the oids of every committed transaction
 // on the same ordered stream as its replies; the client applies them in
-// that order, in its reader goroutine, before it hands over any later
-// reply. LastTid is the last tid whose invalidations were applied, so a
+// that order, one frame at a time, before it hands over any later reply.
+// (Which goroutine reads does not matter: a caller waiting for its own
+// reply reads the connection itself when no one else is, see reader.go.)
+// LastTid is the last tid whose invalidations were applied, so a
 // transaction that reads with LoadBefore(oid, LastTid()+1) sees a
 // consistent snapshot, and the cache keeps each revision with its validity
 // range so such reads are served locally. A load whose reply may predate an
