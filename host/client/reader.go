@@ -206,6 +206,13 @@ func (l *link) lead(ctx context.Context, pc *pendingCall, deadline time.Time) (r
 		if err := ctx.Err(); err != nil {
 			return reply{}, true, err
 		}
+		if !time.Now().Before(deadline) {
+			// The connection's read deadline only cuts a wait for the
+			// start of a frame: under a steady stream whose reads end
+			// inside frames, the leader never waits for one (and each
+			// frame's rest gets CallTimeout anew), so look at the clock.
+			return reply{}, true, errWait
+		}
 		if _, err := l.readFrame(deadline); err == errWait {
 			if err := ctx.Err(); err != nil {
 				return reply{}, true, err

@@ -211,3 +211,72 @@ func TestFollowerAnsweredAfterLeaderLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderCallTimeoutUnderSteadyStream: a caller without a context
+// deadline that reads the connection for a reply that never comes gets
+// its CallTimeout error in time even while the server keeps sending
+// other frames, written so that every read ends inside a frame (the
+// reader never finds its buffer empty between two frames).
+func TestLeaderCallTimeoutUnderSteadyStream(t *testing.T) {
+	const callTimeout = 200 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		stop := make(chan struct{})
+		var stopOnce sync.Once
+		halt := func() { stopOnce.Do(func() { close(stop) }) }
+		s := startScripted(t, func(s *scriptedServer, c net.Conn, f wire.Frame) {
+			var m wire.Load
+			m.Decode(wire.NewDecoder(f.Body))
+			if m.Oid != 1 {
+				s.write(c, recordReply(f, "r"))
+				return
+			}
+			// No reply to oid 1; instead pushes, each write ending
+			// halfway through the next one, for up to 3s.
+			frame := func(tid int) []byte {
+				return wire.EncodeFrame(0, &wire.Invalidate{Handle: 99, Tid: storage.Tid(1000 + tid), Oids: []storage.Oid{7}})
+			}
+			prev := frame(0)
+			half := len(prev) / 2
+			s.write(c, prev[:half])
+			for i := 1; i < 1500; i++ {
+				select {
+				case <-stop:
+					s.write(c, prev[half:])
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+				next := frame(i)
+				s.write(c, append(append([]byte(nil), prev[half:]...), next[:half]...))
+				prev = next
+			}
+			s.write(c, prev[half:])
+		})
+		c, err := Open(context.Background(), Options{Addr: s.addr, Partition: "main", CallTimeout: callTimeout, CacheSize: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Load(ctxT(t), 2); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.mu.Lock()
+		l := c.conn.cur
+		c.conn.mu.Unlock()
+		led := l.led.Load()
+		start := time.Now()
+		_, err = c.Load(context.Background(), 1)
+		took := time.Since(start)
+		halt()
+		ledIt := l.led.Load() == led+1
+		c.Close()
+		if !ledIt && attempt < 5 {
+			continue // the call waited for the background reader: try again
+		}
+		if !ledIt {
+			t.Fatal("the call never read the connection itself")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) || took > callTimeout+300*time.Millisecond {
+			t.Fatalf("load with no reply under a steady stream = %v after %s; want a timeout after about %s", err, took, callTimeout)
+		}
+		return
+	}
+}
