@@ -40,7 +40,10 @@ import (
 // CallTimeout), and its context's cancellation moves that deadline into
 // the past ("kicks" it), but only between frames: a frame that has begun
 // is read whole, within CallTimeout, or the link fails. Either way the
-// stream stays intact for the next reader.
+// stream stays intact for the next reader. The price: a caller whose
+// context ends while a frame is half read returns once that frame is in,
+// which from a server that stalls in mid-frame is CallTimeout later (the
+// link then fails).
 
 // leadIdle is how long the link goes without calls before the background
 // reader reads again. Pushes that arrive while no one reads wait at most
