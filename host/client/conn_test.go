@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -149,36 +148,8 @@ var _ = context.Background
 // TestFrozenServerDoesNotHang: a server that accepts and answers the
 // handshake but then never answers cannot hang a call without deadline.
 func TestFrozenServerDoesNotHang(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-			go func() {
-				fr := wire.FrameReader{R: bufio.NewReader(c), Max: wire.DefaultMaxMessageSize}
-				for {
-					f, err := fr.ReadFrame()
-					if err != nil {
-						return
-					}
-					switch f.Kind {
-					case wire.KindHello:
-						c.Write(wire.EncodeFrame(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: 1 << 20}))
-					case wire.KindOpen:
-						c.Write(wire.EncodeFrame(f.ID, &wire.Opened{Handle: 1, LastTid: 5}))
-					} // anything else: silence
-				}
-			}()
-		}
-	}()
-	c, err := Open(context.Background(), Options{Addr: l.Addr().String(), Partition: "main", CallTimeout: 200 * time.Millisecond})
+	s := startScripted(t, func(*scriptedServer, net.Conn, wire.Frame) {}) // silence
+	c, err := Open(context.Background(), Options{Addr: s.addr, Partition: "main", CallTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

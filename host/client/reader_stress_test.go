@@ -82,11 +82,10 @@ func (s *pushServer) serve(c net.Conn, done chan struct{}, wg *sync.WaitGroup) {
 		if err != nil {
 			return
 		}
-		switch f.Kind {
-		case wire.KindHello:
-			write(wire.EncodeFrame(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: 1 << 20}))
-		case wire.KindOpen:
-			write(wire.EncodeFrame(f.ID, &wire.Opened{Handle: 1, LastTid: storage.Tid(s.pushed.Load())}))
+		if answerHandshake(f, func(b []byte) { write(b) }, storage.Tid(s.pushed.Load())) {
+			if f.Kind != wire.KindOpen {
+				continue
+			}
 			wg.Go(func() {
 				for {
 					select {
@@ -107,21 +106,21 @@ func (s *pushServer) serve(c net.Conn, done chan struct{}, wg *sync.WaitGroup) {
 					mu.Unlock()
 				}
 			})
-		default:
-			if s.silent.Load() {
-				continue
-			}
-			wg.Go(func() {
-				time.Sleep(time.Duration(mrand.IntN(1500)) * time.Microsecond)
-				b := recordReply(f, "r")
-				if mrand.IntN(5) == 0 {
-					k := 1 + mrand.IntN(len(b)-1)
-					write(b[:k], b[k:])
-				} else {
-					write(b)
-				}
-			})
+			continue
 		}
+		if s.silent.Load() {
+			continue
+		}
+		wg.Go(func() {
+			time.Sleep(time.Duration(mrand.IntN(1500)) * time.Microsecond)
+			b := recordReply(f, "r")
+			if mrand.IntN(5) == 0 {
+				k := 1 + mrand.IntN(len(b)-1)
+				write(b[:k], b[k:])
+			} else {
+				write(b)
+			}
+		})
 	}
 }
 

@@ -45,12 +45,7 @@ func startScripted(t *testing.T, answer func(s *scriptedServer, c net.Conn, f wi
 					if err != nil {
 						return
 					}
-					switch f.Kind {
-					case wire.KindHello:
-						s.write(c, wire.EncodeFrame(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: 1 << 20}))
-					case wire.KindOpen:
-						s.write(c, wire.EncodeFrame(f.ID, &wire.Opened{Handle: 1, LastTid: 5}))
-					default:
+					if !answerHandshake(f, func(b []byte) { s.write(c, b) }, 5) {
 						go answer(s, c, f)
 					}
 				}
@@ -58,6 +53,20 @@ func startScripted(t *testing.T, answer func(s *scriptedServer, c net.Conn, f wi
 		}
 	})
 	return s
+}
+
+// answerHandshake answers f like a server if it is a Hello or an Open
+// (partition handle 1, caught up to lastTid) and reports whether it was.
+func answerHandshake(f wire.Frame, write func([]byte), lastTid storage.Tid) bool {
+	switch f.Kind {
+	case wire.KindHello:
+		write(wire.EncodeFrame(f.ID, &wire.Welcome{Version: wire.Version, MaxMessageSize: 1 << 20}))
+	case wire.KindOpen:
+		write(wire.EncodeFrame(f.ID, &wire.Opened{Handle: 1, LastTid: lastTid}))
+	default:
+		return false
+	}
+	return true
 }
 
 func (s *scriptedServer) write(c net.Conn, b []byte) {
