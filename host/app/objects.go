@@ -272,6 +272,8 @@ type putResult struct {
 	main bool
 	// before is the serial the object had (ZeroTid if created).
 	before storage.Tid
+	// obj is the document put (nil for a delete).
+	obj db.Object
 }
 
 // serial is the object's serial after a commit with tid: tid, unless the
@@ -337,13 +339,15 @@ func putDocument(ctx context.Context, tx *db.Tx, path string, data map[string]an
 			return res, err
 		}
 		res.created, res.changed = true, true
-		return res, t.parent.Create(ctx, t.name, db.NewDocument(db.CloneMap(data)))
+		doc := db.NewDocument(db.CloneMap(data))
+		res.obj = doc
+		return res, t.parent.Create(ctx, t.name, doc)
 	}
 	doc, ok := t.obj.(*db.Document)
 	if !ok {
 		return res, fmt.Errorf("%s is a %s, not a document: %w", path, t.obj.TypeName(), db.ErrWrongType)
 	}
-	res.before = doc.Serial()
+	res.before, res.obj = doc.Serial(), doc
 	if err := checkPreconditions(path, ifMatch, createOnly, res.before); err != nil {
 		return res, err
 	}

@@ -69,6 +69,9 @@ type opState struct {
 	changed bool // the op wrote its object: its serial is the tid
 	before  storage.Tid
 	value   *int64
+	// obj is the object the op put or incremented (nil for a delete):
+	// its partition's commit tid is its new serial.
+	obj db.Object
 }
 
 func (a *App) serveTx(w http.ResponseWriter, r *http.Request) {
@@ -118,8 +121,9 @@ func (a *App) serveTx(w http.ResponseWriter, r *http.Request) {
 
 	var states []opState
 	var main bool
+	var last *db.Tx
 	tid, err := a.db.Update(r.Context(), func(tx *db.Tx) error {
-		states, main = states[:0], false
+		states, main, last = states[:0], false, tx
 		for i, op := range req.Ops {
 			st, inMainPart, err := applyOp(r.Context(), tx, op)
 			if err != nil {
@@ -151,7 +155,13 @@ func (a *App) serveTx(w http.ResponseWriter, r *http.Request) {
 			res.URL = a.urlFor(r, op.Path)
 			serial := st.before
 			if st.changed && tid != storage.ZeroTid {
+				// The op's own partition's tid: Update returns the
+				// main partition's, and a mounted partition's
+				// objects have serials of their own.
 				serial = tid
+				if t := last.CommitTid(st.obj); t != storage.ZeroTid {
+					serial = t
+				}
 			}
 			res.Serial = serial.String()
 		}
@@ -167,7 +177,7 @@ func applyOp(ctx context.Context, tx *db.Tx, op TxOp) (opState, bool, error) {
 	switch op.Op {
 	case "put":
 		res, err := putDocument(ctx, tx, op.Path, op.Data, op.IfMatch, false)
-		st.created, st.before, st.changed = res.created, res.before, res.changed
+		st.created, st.before, st.changed, st.obj = res.created, res.before, res.changed, res.obj
 		return st, res.main, err
 	case "delete":
 		res, err := deleteAt(ctx, tx, op.Path, op.IfMatch)
@@ -189,13 +199,15 @@ func applyOp(ctx context.Context, tx *db.Tx, op TxOp) (opState, bool, error) {
 			st.created, st.changed = true, true
 			v := by
 			st.value = &v
-			return st, t.main, t.parent.Create(ctx, t.name, db.NewCounter(by))
+			c := db.NewCounter(by)
+			st.obj = c
+			return st, t.main, t.parent.Create(ctx, t.name, c)
 		}
 		c, ok := t.obj.(*db.Counter)
 		if !ok {
 			return st, t.main, fmt.Errorf("%s is a %s, not a counter: %w", op.Path, t.obj.TypeName(), db.ErrWrongType)
 		}
-		st.before = c.Serial()
+		st.before, st.obj = c.Serial(), c
 		if err := checkPreconditions(op.Path, op.IfMatch, false, st.before); err != nil {
 			return st, t.main, err
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
 	"sync"
@@ -280,6 +281,9 @@ type attempt struct {
 	// the backend's response headers arrived.
 	err      error
 	answered bool
+	// wrote is set once the request (headers and body) was written to
+	// the node in full: from then on the node may have acted on it.
+	wrote atomic.Bool
 }
 
 // fwdHeaders are the forwarding headers computed once per request.
@@ -343,14 +347,32 @@ func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tried = append(tried, be)
 		last = be
 		at := &attempt{backend: be, fwd: fw}
-		out := r.WithContext(context.WithValue(ctx, ctxKey{}, at))
+		actx := context.WithValue(ctx, ctxKey{}, at)
+		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+			WroteRequest: func(i httptrace.WroteRequestInfo) {
+				if i.Err == nil {
+					at.wrote.Store(true)
+				}
+			},
+		})
+		out := r.WithContext(actx)
 		if replayable {
 			out.Body, out.GetBody = http.NoBody, nil
 			if len(body) > 0 {
 				out.Body = io.NopCloser(bytes.NewReader(body))
 				// GetBody lets the transport itself resend the body on a
-				// kept-alive connection the node closed meanwhile.
-				out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+				// kept-alive connection the node closed meanwhile. The
+				// transport also resends a written request whose method
+				// is not idempotent when it carries an Idempotency-Key
+				// (net/http's isReplayable): refuse that, since no node
+				// deduplicates by the key.
+				idem := idempotent(r.Method)
+				out.GetBody = func() (io.ReadCloser, error) {
+					if !idem && at.wrote.Load() {
+						return nil, errNoResend
+					}
+					return io.NopCloser(bytes.NewReader(body)), nil
+				}
 			}
 			out.ContentLength = int64(len(body))
 			out.TransferEncoding = nil
@@ -372,7 +394,7 @@ func (bl *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		bl.pool.passiveFailure(be, at.err)
-		if rec.wrote || at.answered || !retryable(r, at.err, replayable) {
+		if rec.wrote || at.answered || !retryable(r, at, replayable) {
 			break
 		}
 		bl.retries.Add(1)
@@ -427,20 +449,35 @@ func (bl *Balancer) readBody(r *http.Request) ([]byte, bool, error) {
 // before answering. An Idempotency-Key header does not make a POST
 // retryable: no zhost node deduplicates by it, so a node that committed
 // and then died before answering would see the effect applied twice.
-func retryable(r *http.Request, err error, replayable bool) bool {
+//
+// A dial error counts as "never reached" only if the attempt never wrote
+// the request: the transport may have written it on a kept-alive
+// connection, lost the connection, and failed to dial the node again to
+// resend it.
+func retryable(r *http.Request, at *attempt, replayable bool) bool {
 	if !replayable {
 		return false
 	}
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if errors.As(at.err, &op) && op.Op == "dial" && !at.wrote.Load() {
 		return true
 	}
-	switch r.Method {
+	return idempotent(r.Method)
+}
+
+// idempotent reports whether a request of this method may run twice: the
+// methods the balancer retries after a node failed before answering.
+func idempotent(method string) bool {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
 	return false
 }
+
+// errNoResend refuses the transport's resend of a non-idempotent request
+// that reached its node.
+var errNoResend = errors.New("request reached the node and its method is not idempotent: not sent again")
 
 // forwardHeaders computes the Forwarded and X-Forwarded-* values for r:
 // appended to a trusted client's own, replacing an untrusted client's.

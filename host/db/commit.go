@@ -119,6 +119,7 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 			return storage.ZeroTid, err
 		}
 		tx.db.commits.Add(1)
+		tx.tids = map[*partition]storage.Tid{pc.p: pc.tid}
 		return pc.tid, nil
 	}
 	for _, pc := range parts {
@@ -134,6 +135,7 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 	fctx := context.WithoutCancel(ctx)
 	var tid storage.Tid
 	var finished []string
+	tids := make(map[*partition]storage.Tid, len(parts))
 	for _, pc := range parts {
 		t, err := pc.txn.Finish(fctx)
 		if err != nil {
@@ -147,12 +149,27 @@ func (tx *Tx) Commit(ctx context.Context) (storage.Tid, error) {
 		}
 		pc.txn = nil
 		finished = append(finished, pc.p.name)
+		tids[pc.p] = t
 		if tid == storage.ZeroTid {
 			tid = t
 		}
 	}
 	tx.db.commits.Add(1)
+	tx.tids = tids
 	return tid, nil
+}
+
+// CommitTid returns, after a successful Commit, the tid of the commit in
+// the partition of obj (an object of this transaction): the serial obj has
+// now if the commit wrote it. Commit returns one tid only (the main
+// partition's), which is not the serial of an object in a mounted
+// partition. ZeroTid before a successful Commit, or when the commit wrote
+// nothing in obj's partition.
+func (tx *Tx) CommitTid(obj Object) storage.Tid {
+	if isNil(obj) || obj.persistent().e == nil || obj.persistent().e.tx != tx {
+		return storage.ZeroTid
+	}
+	return tx.tids[obj.persistent().e.part]
 }
 
 // vote stores one partition's writes and votes, merging conflicts and

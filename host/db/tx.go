@@ -21,6 +21,8 @@ type Tx struct {
 	objs     map[objKey]*entry
 	order    []*entry
 	meta     storage.TxMeta
+	// tids are the commit's tids by partition, after a successful Commit.
+	tids map[*partition]storage.Tid
 }
 
 type objKey struct {
