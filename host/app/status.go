@@ -117,8 +117,9 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// serveHealth answers 200 while the node can reach its storage and is not
-// draining, else 503: what the balancer's active check asks.
+// serveHealth answers 200 while the node can reach its storage (for a
+// network client: is connected to its server) and is not draining, else
+// 503: what the balancer's active check asks.
 func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if a.drain.Load() {
@@ -127,6 +128,15 @@ func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
+	if a.opts.Status != nil {
+		// A network client answers LastTid from what it last heard, so
+		// ask for the connection itself: a node cut off from its
+		// server cannot serve, whatever it remembers.
+		if ns := a.opts.Status(ctx); !ns.Server.Connected {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "server unreachable", "node": a.opts.Node, "error": ns.Server.Error})
+			return
+		}
+	}
 	if _, err := a.db.Storage().LastTid(ctx); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "storage unreachable", "node": a.opts.Node, "error": err.Error()})
 		return

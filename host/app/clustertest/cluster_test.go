@@ -25,6 +25,7 @@ import (
 )
 
 type cluster struct {
+	srv        *server.Server
 	serverAddr string
 	nodes      []*node
 	front      *balancer.Balancer
@@ -65,7 +66,7 @@ func startCluster(t testing.TB, nodes int) *cluster {
 	}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	c := &cluster{serverAddr: l.Addr().String()}
+	c := &cluster{serverAddr: l.Addr().String(), srv: srv}
 
 	// The balancer's address must be known before the nodes start, so
 	// bind it first.
@@ -310,5 +311,34 @@ func TestClusterNodeDiesMidTraffic(t *testing.T) {
 	}
 	if !down {
 		t.Fatalf("the balancer did not mark the dead node down: %+v", c.front.Status().Backends)
+	}
+}
+
+// TestRegressionHealthzWithoutServer: a node cut off from its storage
+// server answers its health check with 503, so the balancer's active
+// check can take it down; /healthz used to ask the client's LastTid,
+// which answers from memory and kept saying 200.
+func TestRegressionHealthzWithoutServer(t *testing.T) {
+	c := startCluster(t, 1)
+	n := c.nodes[0]
+	hc := &http.Client{Timeout: 5 * time.Second}
+	if r := call(t, hc, "GET", n.url+"/healthz", ""); r.status != http.StatusOK {
+		t.Fatalf("healthz with the server up: %d %v", r.status, r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var r resp
+	for time.Now().Before(deadline) {
+		if r = call(t, hc, "GET", n.url+"/healthz", ""); r.status == http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.status != http.StatusServiceUnavailable || r.body["status"] != "server unreachable" {
+		t.Fatalf("healthz with the server gone: %d %v, want 503 server unreachable", r.status, r.body)
 	}
 }
