@@ -68,6 +68,7 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 		return ExitUsage
 	}
 	var plugins []*hcl.Plugin
+	baseDir := ""
 	if len(args) == 1 {
 		path := args[0]
 		if _, err := os.Stat(path); err != nil {
@@ -87,6 +88,7 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 		}
 		if cfg != nil {
 			plugins = cfg.Plugins
+			baseDir = cfg.Dir
 		}
 	}
 
@@ -94,6 +96,7 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 		Logger:       hclog.New(&hclog.LoggerOptions{Name: "zhost", Level: hclog.Warn, Output: env.Stderr}),
 		StartTimeout: timeout,
 		MaxCrashes:   1,
+		BaseDir:      baseDir,
 	})
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "zhost plugins: %v\n", err)

@@ -195,6 +195,11 @@ var defaultExprs sync.Map
 // defaultOf decodes a's default; false when it has none.
 func (d *decoder) defaultOf(a *attrSpec) (any, bool) {
 	if a.hasDefault {
+		if s, ok := a.defaultValue.(string); ok && a.Kind == kPath {
+			// A declared default path is relative to the config file
+			// like a written one.
+			return d.resolve(s), true
+		}
 		return a.defaultValue, true
 	}
 	if a.Default == "" {

@@ -378,3 +378,167 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
+
+// Normalize brings v, a block body decoded as written (what a Config holds
+// for an external plugin whose schemas were not asked for when the file
+// was loaded, as `zhost run` loads it), into the form DecodeBody gives:
+// defaults filled in, sizes as int64 bytes, durations as Go duration
+// strings, relative paths resolved against baseDir, lists and maps typed.
+// Values already in that form are unchanged, so applying it twice is
+// harmless. Names the schema does not declare are kept as they are. The
+// error names every value that does not fit the schema.
+func (s Schema) Normalize(v Values, baseDir string) (Values, error) {
+	if err := s.Check(); err != nil {
+		return nil, fmt.Errorf("declared schema: %w", err)
+	}
+	out := make(Values, len(v))
+	for k, x := range v {
+		out[k] = x
+	}
+	resolve := (&decoder{baseDir: baseDir}).resolve
+	var errs []error
+	for _, a := range s.Attributes {
+		x, ok := v[a.Name]
+		if !ok || x == nil {
+			delete(out, a.Name)
+			switch {
+			case a.Required:
+				errs = append(errs, fmt.Errorf("%s: required", a.Name))
+			case a.Default != nil:
+				d, _ := normalizeDefault(a) // Check passed
+				if p, ok := d.(string); ok && a.Type == TypePath {
+					d = resolve(p)
+				}
+				out[a.Name] = d
+			}
+			continue
+		}
+		n, err := normalizeValue(a, x, resolve)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
+			continue
+		}
+		out[a.Name] = n
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// normalizeValue converts one value of attribute a, as written or as
+// decoded, to its decoded form and checks its enum and bounds.
+func normalizeValue(a Attribute, x any, resolve func(string) string) (any, error) {
+	k, _ := kindOf(a.Type)
+	var bound float64
+	var out any
+	switch a.Type {
+	case TypeString:
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("want a string, have %T", x)
+		}
+		if len(a.Enum) > 0 && !contains(a.Enum, s) {
+			return nil, fmt.Errorf("%q is not one of %s", s, quoteList(a.Enum))
+		}
+		return s, nil
+	case TypePath:
+		s, ok := x.(string)
+		if !ok || s == "" {
+			return nil, fmt.Errorf("want a non-empty path, have %#v", x)
+		}
+		return resolve(s), nil
+	case TypeBool:
+		b, ok := x.(bool)
+		if !ok {
+			return nil, fmt.Errorf("want a bool, have %T", x)
+		}
+		return b, nil
+	case TypeNumber:
+		f, ok := toFloat(x)
+		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("want a number, have %#v", x)
+		}
+		bound, out = f, f
+	case TypeDuration:
+		var d time.Duration
+		switch y := x.(type) {
+		case time.Duration:
+			d = y
+		case string:
+			var err error
+			if d, err = ParseDuration(y); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("want a duration like \"20m\", have %T", x)
+		}
+		bound, out = float64(d), d.String()
+	case TypeSize:
+		var n int64
+		switch y := x.(type) {
+		case string:
+			var err error
+			if n, err = ParseSize(y); err != nil {
+				return nil, err
+			}
+		case int64:
+			n = y
+		default:
+			f, ok := toFloat(x)
+			if !ok || f < 0 || f != math.Trunc(f) || f >= math.MaxInt64 {
+				return nil, fmt.Errorf("want a size like \"64MiB\", have %#v", x)
+			}
+			n = int64(f)
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("negative size %d", n)
+		}
+		bound, out = float64(n), n
+	case TypeStringList:
+		switch y := x.(type) {
+		case []string:
+			return y, nil
+		case []any:
+			l := make([]string, len(y))
+			for i, e := range y {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("element %d: want a string, have %T", i, e)
+				}
+				l[i] = s
+			}
+			return l, nil
+		}
+		return nil, fmt.Errorf("want a list of strings, have %T", x)
+	case TypeStringMap:
+		switch y := x.(type) {
+		case map[string]string:
+			return y, nil
+		case map[string]any:
+			m := make(map[string]string, len(y))
+			for key, e := range y {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("key %q: want a string, have %T", key, e)
+				}
+				m[key] = s
+			}
+			return m, nil
+		}
+		return nil, fmt.Errorf("want a map of strings, have %T", x)
+	default:
+		return x, nil
+	}
+	if a.Min != "" {
+		if lo, err := parseBound(k, a.Min); err == nil && bound < lo {
+			return nil, fmt.Errorf("must be at least %s", a.Min)
+		}
+	}
+	if a.Max != "" {
+		if hi, err := parseBound(k, a.Max); err == nil && bound > hi {
+			return nil, fmt.Errorf("must be at most %s", a.Max)
+		}
+	}
+	return out, nil
+}

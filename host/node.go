@@ -94,6 +94,7 @@ func newPluginManager(cfg *hcl.Config, opts NodeOptions, busyPoll time.Duration)
 		ZhostPath: opts.Exe,
 		PluginDir: cfg.PluginDir,
 		BusyPoll:  busyPoll,
+		BaseDir:   cfg.Dir,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start plugin manager: %w", err)

@@ -54,6 +54,10 @@ type Options struct {
 	// socket after a message before they sleep, in the host and (told
 	// through sdk.EnvBusyPoll) in the plugin: CPU for latency. 0: off.
 	BusyPoll time.Duration
+	// BaseDir is the directory of the config file: an external plugin's
+	// settings given as written (see hcl.Schema.Normalize) have their
+	// relative paths resolved against it. Empty: the working directory.
+	BaseDir string
 }
 
 func (o *Options) defaults() error {
@@ -319,7 +323,17 @@ func (m *Manager) OpenStorage(ctx context.Context, spec StorageSpec) (storage.St
 				spec.Name, p.spec.label(), spec.Type, backendNames(desc), sdk.ErrUnknownBackend)
 		}
 	}
-	hs := &hostStorage{p: p, typ: typ, name: spec.Name, cfg: spec.Config}
+	cfg := spec.Config
+	if pname != BuiltinName {
+		// The config may hold the settings as written (`zhost run` loads
+		// it without asking plugins for their schemas): the backend gets
+		// them decoded, as `zhost validate` checks them.
+		b, _ := desc.Backend(typ)
+		if cfg, err = b.Schema.Normalize(spec.Config, m.opts.BaseDir); err != nil {
+			return nil, fmt.Errorf("open storage %q (%s, type %s): %w", spec.Name, p.spec.label(), typ, errors.Join(storage.ErrInvalid, err))
+		}
+	}
+	hs := &hostStorage{p: p, typ: typ, name: spec.Name, cfg: cfg}
 	if _, err := hs.remote(ctx); err != nil {
 		return nil, err
 	}
@@ -364,6 +378,20 @@ func (m *Manager) Resolve(ctx context.Context, pluginName string, req sdk.MountR
 	c, _, err := p.client(ctx)
 	if err != nil {
 		return sdk.MountTarget{}, err
+	}
+	if pluginName != BuiltinName {
+		// Args as written (see OpenStorage) are decoded with the
+		// function's schema; the plugin reports an unknown function.
+		p.mu.Lock()
+		f, ok := p.desc.Function(req.Function)
+		p.mu.Unlock()
+		if ok {
+			args, err := f.Args.Normalize(req.Args, m.opts.BaseDir)
+			if err != nil {
+				return sdk.MountTarget{}, fmt.Errorf("mount %s: %s: mount function %q: %w", req.Path, p.spec.label(), req.Function, errors.Join(storage.ErrInvalid, err))
+			}
+			req.Args = args
+		}
 	}
 	t, err := c.Resolve(ctx, req)
 	if err != nil {

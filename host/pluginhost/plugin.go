@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/zhostdb/zhost/host/storage"
 	"github.com/zhostdb/zhost/plugins/sdk"
 )
 
@@ -306,8 +307,16 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%s: %s: describe: %w", label, path, errors.Join(ErrHandshake, err)))
 	}
-	if len(p.spec.Config) > 0 {
-		if err := conn.Configure(dctx, p.spec.Config); err != nil {
+	cfg := p.spec.Config
+	if cfg != nil && p.spec.Name != BuiltinName {
+		// Settings as written (see Manager.OpenStorage) are decoded with
+		// the schema the plugin declares.
+		if cfg, err = desc.Config.Normalize(cfg, p.m.opts.BaseDir); err != nil {
+			return fail(fmt.Errorf("%s: settings: %w", label, errors.Join(storage.ErrInvalid, err)))
+		}
+	}
+	if len(cfg) > 0 {
+		if err := conn.Configure(dctx, cfg); err != nil {
 			return fail(fmt.Errorf("%s: %w", label, err))
 		}
 	}

@@ -1,0 +1,107 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/zhostdb/zhost/internal/testbin"
+	"github.com/zhostdb/zhost/plugins/sdk"
+)
+
+// TestRegressionPluginSettingsDecodedAtRun: `zhost run` loads the config
+// without starting plugins, so an external plugin's settings were handed
+// to it as written: a relative path other than `path` resolved against
+// the plugin's working directory instead of the config file's, defaults
+// were missing, a size stayed "2MiB" and a duration "7d" (which the SDK
+// then refused in mount args: validate said valid, the mount failed).
+// The plugin must receive what `zhost validate` decodes.
+func TestRegressionPluginSettingsDecodedAtRun(t *testing.T) {
+	bin := testbin.Build(t, "", "./host/testdata/schemaplugin", "zhost-plugin-schema")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
+server "zeo" { listen = "127.0.0.1:%d" }
+plugin "schema" { path = %q }
+storage "main" {
+  type  = "schema"
+  path  = "data/main"
+  cache = "2MiB"
+  ttl   = "7d"
+}
+partition "main" { storage = storage.main }
+mount "echo" {
+  plugin   = plugin.schema
+  function = "echo"
+  path     = "/echo"
+  args     = { ttl = "7d" }
+}
+client "app1" { listen = "127.0.0.1:%d" }
+`, testbin.FreePort(t), bin, testbin.FreePort(t)))
+	opts := NodeOptions{Exe: testbin.Zhost(t), ShutdownTimeout: 5 * time.Second, Logger: hclog.NewNullLogger()}
+
+	// The server opens the storage through the plugin.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	sopts := opts
+	sopts.Ready = func(net.Addr) { close(ready) }
+	go func() { done <- RunNode(ctx, cfg, "zeo", sopts) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("server: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server not ready in 30s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("server: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "received.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"index": filepath.Join(dir, "index"), // the default, resolved against the config's directory
+		"cache": float64(2 << 20),
+		"ttl":   (7 * 24 * time.Hour).String(),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("storage setting %s: the plugin got %#v, want %#v (all: %s)", k, got[k], v, b)
+		}
+	}
+
+	// An app node resolves the mount with the args validate accepted.
+	mgr, err := newPluginManager(cfg, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePlugins(mgr, opts.Logger)
+	m := cfg.Mounts[0]
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	if _, err := mgr.Resolve(rctx, m.Plugin, sdk.MountRequest{Function: m.Function, Path: m.Path, Args: m.Args}); err != nil {
+		t.Errorf("mount with args validate accepts: %v", err)
+	}
+}
