@@ -429,6 +429,17 @@ func (b *builder) mount(blk *blockData) {
 	m.Args = map[string]any{}
 	if argSchema != nil && !argsBad {
 		m.Args = b.checkArgs(blk, entries, *argSchema, what)
+		if m.Plugin == "builtin" && b.opts.CheckMountArg != nil {
+			for _, e := range entries {
+				v, ok := m.Args[e.key]
+				if !ok {
+					continue
+				}
+				if err := b.opts.CheckMountArg(m.Function, e.key, v); err != nil {
+					b.d.errorf(e.valRng, "Invalid mount argument", "args.%s of %s: %v.", e.key, what, err)
+				}
+			}
+		}
 	} else {
 		for _, e := range entries {
 			m.Args[e.key] = e.value

@@ -25,6 +25,11 @@ type Options struct {
 	// MountFunctions are the functions of the "builtin" mount plugin and
 	// the schemas of their args. Nil means they are not checked.
 	MountFunctions map[string]Schema
+	// CheckMountArg, if set, checks one decoded arg of a mount of the
+	// "builtin" plugin beyond its schema: what the function would refuse
+	// when the mount is resolved at run time. An error is reported at the
+	// arg's value.
+	CheckMountArg func(function, arg string, value any) error
 	// PluginSchemas returns what an external plugin declares. It is called
 	// once per plugin block, after the block's own attributes are decoded.
 	// Nil means plugins cannot be asked (e.g. they are not built yet):

@@ -23,6 +23,7 @@ func ParseOptions(ctx context.Context, mgr *pluginhost.Manager) hcl.Options {
 	o := hcl.Options{
 		StorageTypes:   builtin.StorageTypes(),
 		MountFunctions: builtin.MountFunctions(),
+		CheckMountArg:  builtin.CheckArg,
 	}
 	if mgr != nil {
 		o.PluginSchemas = mgr.PluginSchemas(ctx)

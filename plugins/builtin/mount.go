@@ -48,6 +48,25 @@ func (MountPartition) Resolve(_ context.Context, req sdk.MountRequest) (sdk.Moun
 	return sdk.MountTarget{Partition: partition, Folder: folder}, nil
 }
 
+// CheckArg checks one arg of a built-in mount function as Resolve would,
+// so `zhost validate` reports at the arg what would otherwise fail only
+// when the mount is resolved (hcl.Options.CheckMountArg). Args of other
+// types than their schema says, and unknown functions, are left to the
+// schema check.
+func CheckArg(function, arg string, value any) error {
+	s, ok := value.(string)
+	if function != MountPartitionName || !ok {
+		return nil
+	}
+	switch arg {
+	case "partition":
+		return CheckName(s)
+	case "folder":
+		return CheckFolder(s)
+	}
+	return nil
+}
+
 // CheckName checks a partition name: letters, digits, '_' and '-', not
 // empty. The error wraps storage.ErrInvalid.
 func CheckName(name string) error {
