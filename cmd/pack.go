@@ -61,6 +61,12 @@ answer that they do not support it.`,
 				fmt.Fprintln(env.Stderr, "zhost pack: give -server ADDR or -config FILE")
 				return ExitUsage
 			}
+			// NaN fails both comparisons; beyond 100000 days the
+			// duration would overflow.
+			if !(days >= 0 && days <= 100000) {
+				fmt.Fprintf(env.Stderr, "zhost pack: -days %v: want a number of days from 0 to 100000\n", days)
+				return ExitUsage
+			}
 			at := time.Now().Add(-time.Duration(days * float64(24*time.Hour)))
 			if before != "" {
 				t, err := time.Parse(time.RFC3339, before)

@@ -61,3 +61,15 @@ mount "m" {
 		}
 	}
 }
+
+// TestRegressionPackDaysChecked: `zhost pack -days -1` (or NaN, or 1e300)
+// packed to a time in the future (or to whatever the overflowed duration
+// gave) instead of being refused as a usage error.
+func TestRegressionPackDaysChecked(t *testing.T) {
+	for _, days := range []string{"-1", "NaN", "1e300", "-Inf"} {
+		code, _, errOut := runCmd(t, "pack", "-server", "127.0.0.1:1", "-timeout", "2s", "-days", days)
+		if code != ExitUsage {
+			t.Errorf("pack -days %s: exit %d, want %d (usage): %s", days, code, ExitUsage, errOut)
+		}
+	}
+}
