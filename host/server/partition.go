@@ -145,7 +145,14 @@ func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast stora
 	last := storage.Tid(p.lastTid.Load())
 	reply := &wire.Opened{Handle: handle, Caps: wire.CapsToBits(p.caps), LastTid: last}
 	if clientLast != storage.ZeroTid && (clientLast != last || p.log.poisoned) {
-		if entries, ok := p.log.after(clientLast); ok {
+		entries, ok := p.log.after(clientLast)
+		if ok && catchupSize(entries) > s.srv.opts.MaxMessageSize-openedOverhead {
+			// The reply could not be sent: the client drops its cache
+			// instead (it would be refused again at every reconnect).
+			s.logger.Info("catch-up larger than the message size limit: the client drops its cache",
+				"partition", p.name, "client_last_tid", clientLast, "transactions", len(entries), "last_tid", last)
+			reply.Resync = true
+		} else if ok {
 			reply.Catchup = entries
 		} else {
 			reply.Resync = true
@@ -154,6 +161,20 @@ func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast stora
 		}
 	}
 	s.send(reqID, reply)
+}
+
+// openedOverhead bounds the bytes of an Opened frame besides its
+// catch-up entries: frame header, handle, caps, last tid, resync flag and
+// entry count.
+const openedOverhead = 64
+
+// catchupSize is the encoded size of catch-up entries in an Opened reply.
+func catchupSize(entries []wire.Invalidation) int {
+	n := 0
+	for _, inv := range entries {
+		n += 8 + 4 + 8*len(inv.Oids)
+	}
+	return n
 }
 
 func (p *partition) unsubscribe(s *session, handle uint32) {
