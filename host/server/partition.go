@@ -24,7 +24,10 @@ type partition struct {
 	caps     storage.Capabilities
 	readOnly bool
 	cache    *recordCache
-	logger   hclog.Logger
+	// maxMsg is the server's message size limit: an invalidation
+	// larger than it cannot be sent (see publish).
+	maxMsg int
+	logger hclog.Logger
 	// commit serializes the partition's commits from Vote until the
 	// client's Finish arrives (and undos until they are published). It
 	// is released before the backend's Finish, so the next transaction's
@@ -63,6 +66,7 @@ func newPartition(name string, p Partition, o *Options) *partition {
 		caps:     caps,
 		readOnly: caps.ReadOnly,
 		cache:    newRecordCache(o.CacheSize),
+		maxMsg:   o.MaxMessageSize,
 		logger:   o.Logger.Named("partition").With("partition", name),
 		commit:   storage.NewCommitLock(),
 		subs:     make(map[*session]map[uint32]struct{}),
@@ -225,17 +229,47 @@ func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []stora
 		}
 	}
 	p.lastTid.Store(uint64(tid))
+	// A commit that collected a large tree (packless) can name more oids
+	// than one message may carry: every other client then drops its
+	// cache instead, and so does the committer, whose reply names only
+	// the collected oids it stored itself.
+	tooLarge := 8+4+8*len(oids) > p.maxMsg-openedOverhead
 	for s, hs := range p.subs {
 		for h := range hs {
 			if s == committer && h == committerHandle {
+				continue
+			}
+			if tooLarge {
+				s.send(0, &wire.Reset{Handle: h, LastTid: tid})
 				continue
 			}
 			s.send(0, &wire.Invalidate{Handle: h, Tid: tid, Oids: oids})
 		}
 	}
 	if committer != nil {
+		if c, ok := reply.(*wire.Committed); ok && tooLarge {
+			p.logger.Info("a commit collected more objects than one message names: clients drop their caches", "tid", tid, "collected", len(c.Collected))
+			committer.send(0, &wire.Reset{Handle: committerHandle, LastTid: tid})
+			reply = &wire.Committed{Tid: tid, Collected: storedCollected(records, c.Collected)}
+		}
 		committer.send(reqID, reply)
 	}
+}
+
+// storedCollected returns the oids of collected that records stores (a
+// new object nothing references is stored and collected at once).
+func storedCollected(records []storage.Record, collected []storage.Oid) []storage.Oid {
+	gone := make(map[storage.Oid]struct{}, len(collected))
+	for _, o := range collected {
+		gone[o] = struct{}{}
+	}
+	var out []storage.Oid
+	for _, r := range records {
+		if _, ok := gone[r.Oid]; ok {
+			out = append(out, r.Oid)
+		}
+	}
+	return out
 }
 
 // resetAll drops the cache and tells every subscriber to drop its own
