@@ -24,7 +24,10 @@ type partition struct {
 	caps     storage.Capabilities
 	readOnly bool
 	cache    *recordCache
-	logger   hclog.Logger
+	// maxMsg is the server's message size limit: an invalidation
+	// larger than it cannot be sent (see publish).
+	maxMsg int
+	logger hclog.Logger
 	// commit serializes the partition's commits from Vote until the
 	// client's Finish arrives (and undos until they are published). It
 	// is released before the backend's Finish, so the next transaction's
@@ -63,6 +66,7 @@ func newPartition(name string, p Partition, o *Options) *partition {
 		caps:     caps,
 		readOnly: caps.ReadOnly,
 		cache:    newRecordCache(o.CacheSize),
+		maxMsg:   o.MaxMessageSize,
 		logger:   o.Logger.Named("partition").With("partition", name),
 		commit:   storage.NewCommitLock(),
 		subs:     make(map[*session]map[uint32]struct{}),
@@ -145,7 +149,14 @@ func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast stora
 	last := storage.Tid(p.lastTid.Load())
 	reply := &wire.Opened{Handle: handle, Caps: wire.CapsToBits(p.caps), LastTid: last}
 	if clientLast != storage.ZeroTid && (clientLast != last || p.log.poisoned) {
-		if entries, ok := p.log.after(clientLast); ok {
+		entries, ok := p.log.after(clientLast)
+		if ok && catchupSize(entries) > s.srv.opts.MaxMessageSize-openedOverhead {
+			// The reply could not be sent: the client drops its cache
+			// instead (it would be refused again at every reconnect).
+			s.logger.Info("catch-up larger than the message size limit: the client drops its cache",
+				"partition", p.name, "client_last_tid", clientLast, "transactions", len(entries), "last_tid", last)
+			reply.Resync = true
+		} else if ok {
 			reply.Catchup = entries
 		} else {
 			reply.Resync = true
@@ -154,6 +165,20 @@ func (p *partition) subscribe(s *session, handle, reqID uint32, clientLast stora
 		}
 	}
 	s.send(reqID, reply)
+}
+
+// openedOverhead bounds the bytes of an Opened frame besides its
+// catch-up entries: frame header, handle, caps, last tid, resync flag and
+// entry count.
+const openedOverhead = 64
+
+// catchupSize is the encoded size of catch-up entries in an Opened reply.
+func catchupSize(entries []wire.Invalidation) int {
+	n := 0
+	for _, inv := range entries {
+		n += 8 + 4 + 8*len(inv.Oids)
+	}
+	return n
 }
 
 func (p *partition) unsubscribe(s *session, handle uint32) {
@@ -204,17 +229,47 @@ func (p *partition) publish(tid storage.Tid, oids []storage.Oid, records []stora
 		}
 	}
 	p.lastTid.Store(uint64(tid))
+	// A commit that collected a large tree (packless) can name more oids
+	// than one message may carry: every other client then drops its
+	// cache instead, and so does the committer, whose reply names only
+	// the collected oids it stored itself.
+	tooLarge := 8+4+8*len(oids) > p.maxMsg-openedOverhead
 	for s, hs := range p.subs {
 		for h := range hs {
 			if s == committer && h == committerHandle {
+				continue
+			}
+			if tooLarge {
+				s.send(0, &wire.Reset{Handle: h, LastTid: tid})
 				continue
 			}
 			s.send(0, &wire.Invalidate{Handle: h, Tid: tid, Oids: oids})
 		}
 	}
 	if committer != nil {
+		if c, ok := reply.(*wire.Committed); ok && tooLarge {
+			p.logger.Info("a commit collected more objects than one message names: clients drop their caches", "tid", tid, "collected", len(c.Collected))
+			committer.send(0, &wire.Reset{Handle: committerHandle, LastTid: tid})
+			reply = &wire.Committed{Tid: tid, Collected: storedCollected(records, c.Collected)}
+		}
 		committer.send(reqID, reply)
 	}
+}
+
+// storedCollected returns the oids of collected that records stores (a
+// new object nothing references is stored and collected at once).
+func storedCollected(records []storage.Record, collected []storage.Oid) []storage.Oid {
+	gone := make(map[storage.Oid]struct{}, len(collected))
+	for _, o := range collected {
+		gone[o] = struct{}{}
+	}
+	var out []storage.Oid
+	for _, r := range records {
+		if _, ok := gone[r.Oid]; ok {
+			out = append(out, r.Oid)
+		}
+	}
+	return out
 }
 
 // resetAll drops the cache and tells every subscriber to drop its own

@@ -1137,8 +1137,23 @@ func (s *session) undo(id uint32, m *wire.Undo) {
 	defer p.endTurn()
 	tid, oids, err := p.st.Undo(context.WithoutCancel(s.ctx), m.Tid, m.Meta)
 	if err != nil {
+		if !undoRefused(err) {
+			// The backend may have committed the undo anyway (a plugin
+			// that died after writing it, an fsync that failed after
+			// the write): every client drops its cache, as after a
+			// Finish of unknown outcome.
+			s.logger.Error("undo failed", "partition", p.name, "error", err)
+			p.resetAll("an undo failed; its outcome is unknown")
+		}
 		s.send(id, wire.ErrorFrom(err)) // queued: the commit lock and the turn are held
 		return
 	}
 	p.publish(tid, oids, nil, nil, s, m.Handle, id, &wire.Undone{Tid: tid, Oids: oids})
+}
+
+// undoRefused reports whether an Undo error says the backend committed
+// nothing: the undo was refused before any write.
+func undoRefused(err error) bool {
+	return storage.IsVoteFailure(err) || errors.Is(err, storage.ErrUndoConflict) ||
+		errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNotSupported)
 }
