@@ -78,18 +78,14 @@ func runPlugins(env *Env, fs *flag.FlagSet, args []string, jsonOut bool, timeout
 		p := hcl.NewParser(hcl.Options{StorageTypes: builtin.StorageTypes(), MountFunctions: builtin.MountFunctions()})
 		cfg, diags := p.Load(path)
 		if diags.HasErrors() {
+			// Load gives no Config with errors: there is nothing to list.
 			if err := writeDiagnosticFiles(env.Stderr, p.Files(), diags); err != nil {
 				fmt.Fprintf(env.Stderr, "zhost plugins: %v\n", err)
 			}
-			if cfg == nil {
-				return ExitFailure
-			}
-			fmt.Fprintf(env.Stderr, "zhost plugins: %s has errors; listing the plugin blocks that could be read.\n", path)
+			return ExitFailure
 		}
-		if cfg != nil {
-			plugins = cfg.Plugins
-			baseDir = cfg.Dir
-		}
+		plugins = cfg.Plugins
+		baseDir = cfg.Dir
 	}
 
 	m, err := pluginhost.NewManager(pluginhost.Options{

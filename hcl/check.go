@@ -285,18 +285,17 @@ func (b *builder) hostKey(n *Node) string {
 	return "local"
 }
 
-// bindKey normalizes a listen host: wildcard, loopback or itself.
+// bindKey normalizes a listen host: wildcard or the address. Each
+// loopback address is its own (127.0.0.1:9100 and 127.0.0.2:9100 both
+// bind); localhost is 127.0.0.1, what Go listens on for it.
 func bindKey(host string) string {
 	if isWildcard(host) {
 		return "*"
 	}
-	if host == "localhost" {
-		return "loopback"
+	if strings.EqualFold(host, "localhost") {
+		return "127.0.0.1"
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if a.IsLoopback() {
-			return "loopback"
-		}
 		return a.Unmap().String()
 	}
 	return strings.ToLower(host)
@@ -341,7 +340,11 @@ func isLoopbackAddr(addr string) bool {
 	if err != nil {
 		return false
 	}
-	return bindKey(host) == "loopback"
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func (b *builder) checkMachines() {

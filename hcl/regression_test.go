@@ -82,3 +82,59 @@ func TestRegressionNormalize(t *testing.T) {
 		}
 	}
 }
+
+// TestRegressionPortClashPerLoopbackAddress: nodes on two loopback
+// addresses may use one port (both bind on Linux); the check counted
+// every loopback address as one and refused such a file. localhost still
+// clashes with 127.0.0.1.
+func TestRegressionPortClashPerLoopbackAddress(t *testing.T) {
+	const head = `server "zeo" { listen = "127.0.0.1:9100" }
+storage "main" {
+  type = "memory"
+}
+partition "main" { storage = storage.main }
+`
+	for _, c := range []struct {
+		a, b  string
+		clash bool
+	}{
+		{"127.0.0.1:8081", "127.0.0.2:8081", false},
+		{"127.0.0.1:8081", "[::1]:8081", false},
+		{"localhost:8081", "127.0.0.1:8081", true},
+		{"127.0.0.1:8081", "127.0.0.1:8081", true},
+		{"0.0.0.0:8081", "127.0.0.2:8081", true},
+	} {
+		src := head + `client "app1" { listen = "` + c.a + `" }
+client "app2" { listen = "` + c.b + `" }
+`
+		_, diags := Parse([]byte(src), filepath.Join(t.TempDir(), "cluster.hcl"), Options{StorageTypes: map[string]Schema{"memory": {}}})
+		clash := false
+		for _, d := range diags {
+			clash = clash || d.Summary == "Port clash"
+		}
+		if clash != c.clash {
+			t.Errorf("%s and %s: port clash reported %v, want %v (%v)", c.a, c.b, clash, c.clash, diags)
+		}
+	}
+}
+
+// TestRegressionDefaultWithinBounds: a schema whose default lies outside
+// its own Min and Max (or is a size too large for int64) is refused when
+// it is checked, as a written value would be; it was accepted and the
+// default used.
+func TestRegressionDefaultWithinBounds(t *testing.T) {
+	for _, a := range []Attribute{
+		{Name: "n", Type: TypeNumber, Default: 20, Max: "10"},
+		{Name: "ttl", Type: TypeDuration, Default: "1s", Min: "1m"},
+		{Name: "cache", Type: TypeSize, Default: "2GiB", Max: "1GiB"},
+		{Name: "cache", Type: TypeSize, Default: 1e300},
+	} {
+		if err := (Schema{Attributes: []Attribute{a}}).Check(); err == nil {
+			t.Errorf("schema with %+v: Check accepted a default outside the attribute's range", a)
+		}
+	}
+	ok := Schema{Attributes: []Attribute{{Name: "n", Type: TypeNumber, Default: 5, Min: "1", Max: "10"}}}
+	if err := ok.Check(); err != nil {
+		t.Errorf("default within bounds refused: %v", err)
+	}
+}

@@ -193,6 +193,10 @@ func (s Schema) Check() error {
 			}
 			if _, err := normalizeDefault(a); err != nil {
 				errs = append(errs, fmt.Errorf("attribute %q: default: %w", a.Name, err))
+			} else if _, err := normalizeValue(a, a.Default, func(p string) string { return p }); err != nil {
+				// Within the attribute's own Min and Max, like a
+				// written value.
+				errs = append(errs, fmt.Errorf("attribute %q: default: %w", a.Name, err))
 			}
 		}
 	}
