@@ -42,6 +42,7 @@ func (b *builder) build(body hcl2.Body) {
 	b.nodes = map[string]hcl2.Range{}
 	b.mountArgs = map[string][]objEntry{}
 	b.cfg.PluginDir, _ = top.attrs["plugin_dir"].str()
+	b.cfg.PluginHangTimeout = top.attrs["plugin_hang_timeout"].dur()
 
 	b.skip = map[*blockData]bool{}
 	// Names first, so references can point forward.

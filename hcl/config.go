@@ -19,6 +19,10 @@ type Config struct {
 	Dir string
 	// PluginDir is where a plugin block without a path finds its binary.
 	PluginDir string
+	// PluginHangTimeout is how long a storage plugin may leave a call
+	// without a deadline of its own unanswered before the host kills it
+	// as hung (pluginhost.Options.HangTimeout).
+	PluginHangTimeout time.Duration
 
 	Machines   []*Machine
 	Server     *Server // nil when the file declares no server

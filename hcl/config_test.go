@@ -44,6 +44,7 @@ func TestFullConfig(t *testing.T) {
 
 	eq(t, "Dir", cfg.Dir, dir)
 	eq(t, "PluginDir", cfg.PluginDir, "/opt/zhost/plugins")
+	eq(t, "PluginHangTimeout", cfg.PluginHangTimeout, 5*time.Minute)
 	eq(t, "machines", len(cfg.Machines), 2)
 	eq(t, "web1 address", cfg.Machine("web1").Address, "web1.internal")
 
@@ -167,6 +168,7 @@ func TestDefaults(t *testing.T) {
 	eq(t, "server tls", s.TLS, (*ServerTLS)(nil))
 	eq(t, "server pid", s.PidFile, filepath.Join(dir, "var/server.pid"))
 	eq(t, "plugin dir", cfg.PluginDir, filepath.Join(dir, "plugins"))
+	eq(t, "plugin hang timeout", cfg.PluginHangTimeout, time.Minute)
 
 	eq(t, "packless defaults", cfg.Storage("sessions").Config, Values{
 		"path": filepath.Join(dir, "var/sessions"), "sync": true, "cache_size": int64(8 << 20),

@@ -119,6 +119,9 @@ var spec = &blockSpec{
 		{Name: "plugin_dir", Kind: kPath, Default: `"plugins"`,
 			Description: "Where a `plugin` block without a `path` finds its binary, as `zhost-plugin-NAME`.",
 			Example:     `"/usr/lib/zhost/plugins"`},
+		{Name: "plugin_hang_timeout", Kind: kDuration, Default: `"1m"`, Min: "1s", Max: "24h",
+			Description: "How long a storage plugin may leave a call unanswered that has no deadline of its own (a commit's vote, finish or abort, an undo) before it is taken as hung (a deadlocked backend, an fsync stuck on a dead disk): the host logs it, kills the plugin process and restarts it as after a crash, and the call fails. Keep it longer than any legitimate fsync or lock wait.",
+			Example:     `"5m"`},
 	},
 	Blocks: []*blockSpec{machineSpec, serverSpec, storageSpec, partitionSpec, mountSpec, sessionsSpec, clientSpec, balancerSpec, pluginSpec},
 }

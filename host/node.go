@@ -90,11 +90,12 @@ func runNode(ctx context.Context, cfg *hcl.Config, n *hcl.Node, opts NodeOptions
 // newPluginManager returns a manager that knows every plugin block.
 func newPluginManager(cfg *hcl.Config, opts NodeOptions, busyPoll time.Duration) (*pluginhost.Manager, error) {
 	mgr, err := pluginhost.NewManager(pluginhost.Options{
-		Logger:    opts.Logger.Named("plugin"),
-		ZhostPath: opts.Exe,
-		PluginDir: cfg.PluginDir,
-		BusyPoll:  busyPoll,
-		BaseDir:   cfg.Dir,
+		Logger:      opts.Logger.Named("plugin"),
+		ZhostPath:   opts.Exe,
+		PluginDir:   cfg.PluginDir,
+		HangTimeout: cfg.PluginHangTimeout,
+		BusyPoll:    busyPoll,
+		BaseDir:     cfg.Dir,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start plugin manager: %w", err)

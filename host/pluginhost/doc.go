@@ -33,7 +33,11 @@
 // restarts it after a backoff that doubles per crash (MinBackoff up to
 // MaxBackoff) and reopens its storages on their next call. After
 // MaxCrashes crashes in a row the plugin is marked failed (ErrFailed) and
-// no longer restarted. Plugin processes never outlive the host: Close
+// no longer restarted. A plugin that hangs is treated the same way: a
+// storage call made without a deadline of its own that has no answer
+// within HangTimeout (sdk.Client.SetHangWatch) gets the process killed,
+// logged as hung, and the call fails with sdk.ErrPluginUnavailable.
+// Plugin processes never outlive the host: Close
 // stops them, and on Linux each gets SIGTERM from the kernel if the host
 // dies by any route (plugins built with the SDK also watch their parent).
 //

@@ -27,6 +27,9 @@ const BuiltinName = builtin.Name
 // plugin "NAME" is the binary zhost-plugin-NAME.
 const BinaryPrefix = "zhost-plugin-"
 
+// DefaultHangTimeout is Options.HangTimeout's default.
+const DefaultHangTimeout = time.Minute
+
 // Options configures a Manager. Zero values take the documented defaults.
 type Options struct {
 	// Logger is the host's logger. Each plugin logs under
@@ -54,6 +57,14 @@ type Options struct {
 	// socket after a message before they sleep, in the host and (told
 	// through sdk.EnvBusyPoll) in the plugin: CPU for latency. 0: off.
 	BusyPoll time.Duration
+	// HangTimeout bounds a storage call the host makes without a deadline
+	// of its own (the server's Vote, Finish and Abort, Undo, LastTid): a
+	// plugin that has not answered it within HangTimeout is taken as hung
+	// (a deadlocked backend, an fsync stuck on a dead disk) and killed,
+	// and the crash path runs (it counts as a crash). Default 1m: longer
+	// than any legitimate fsync or lock wait, and than the server's
+	// default commit-lock wait. Negative: no bound.
+	HangTimeout time.Duration
 	// BaseDir is the directory of the config file: an external plugin's
 	// settings given as written (see hcl.Schema.Normalize) have their
 	// relative paths resolved against it. Empty: the working directory.
@@ -88,6 +99,9 @@ func (o *Options) defaults() error {
 	}
 	if o.StableAfter <= 0 {
 		o.StableAfter = time.Minute
+	}
+	if o.HangTimeout == 0 {
+		o.HangTimeout = DefaultHangTimeout
 	}
 	return nil
 }

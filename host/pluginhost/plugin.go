@@ -58,6 +58,9 @@ type Plugin struct {
 	restarts  int
 	nextStart time.Time
 	lastErr   error
+	// hungWhy is set when the running process was killed for leaving a
+	// call unanswered (see hung); it is the crash's reason.
+	hungWhy string
 	// A plugin that never started: failed attempts so far, and when the
 	// next may be made (calls before then get the last error at once).
 	startFailures int
@@ -215,6 +218,7 @@ func (p *Plugin) start(ctx context.Context) error {
 	}
 	p.gen++
 	p.proc, p.pid, p.conn, p.desc, p.path = l.proc, l.pid, l.conn, l.desc, l.path
+	p.hungWhy = ""
 	p.state = stateRunning
 	p.started = time.Now()
 	if restart {
@@ -301,6 +305,10 @@ func (p *Plugin) launch(ctx context.Context) (*launched, error) {
 	if !ok {
 		return fail(fmt.Errorf("%s: %s: unexpected plugin client %T: %w", label, path, raw, ErrHandshake))
 	}
+	if p.m.opts.HangTimeout > 0 {
+		pid := cmd.Process.Pid
+		conn.SetHangWatch(p.m.opts.HangTimeout, func(op string, after time.Duration) { p.hung(proc, pid, op, after) })
+	}
 	dctx, cancel := context.WithTimeout(ctx, p.m.opts.StartTimeout)
 	defer cancel()
 	desc, err := conn.Describe(dctx)
@@ -355,6 +363,24 @@ func (p *Plugin) startError(path string, err error) error {
 	}
 }
 
+// hung kills the plugin process proc (pid), which left call op
+// unanswered for after (see sdk.Client.SetHangWatch): go-plugin only
+// notices a process that exits, so the host ends it, and the crash path
+// (watch) runs as for any exit, the hang as the reason.
+func (p *Plugin) hung(proc *plugin.Client, pid int, op string, after time.Duration) {
+	why := fmt.Sprintf("hung: no answer to %s in %s", op, after)
+	p.mu.Lock()
+	if p.proc != proc || p.state != stateRunning || p.hungWhy != "" {
+		// Gone already, or being killed for another call.
+		p.mu.Unlock()
+		return
+	}
+	p.hungWhy = why
+	p.mu.Unlock()
+	p.logger.Error(fmt.Sprintf("plugin hung: no answer to %s in %s; killing it", op, after), "call", op, "pid", pid)
+	killGroup(pid)
+}
+
 // watch waits for the process of generation gen to exit and reports it.
 func (p *Plugin) watch(gen uint64, conn *sdk.Client) {
 	defer p.m.wg.Done()
@@ -394,6 +420,9 @@ func (p *Plugin) crashedLocked(gen uint64, why string) bool {
 		return false
 	}
 	if p.state == stateRunning {
+		if p.hungWhy != "" {
+			why = p.hungWhy // killed by hung
+		}
 		if time.Since(p.started) >= p.m.opts.StableAfter {
 			p.crashes = 0
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -27,7 +28,12 @@ type partition struct {
 	// maxMsg is the server's message size limit: an invalidation
 	// larger than it cannot be sent (see publish).
 	maxMsg int
-	logger hclog.Logger
+	// lastTidWait bounds resetAll's read of the backend's last tid
+	// (CommitTimeout): it runs holding a publication turn, and a backend
+	// that does not answer (a plugin being restarted, or reopening its
+	// storage) must not hold up every later commit.
+	lastTidWait time.Duration
+	logger      hclog.Logger
 	// commit serializes the partition's commits from Vote until the
 	// client's Finish arrives (and undos until they are published). It
 	// is released before the backend's Finish, so the next transaction's
@@ -61,15 +67,16 @@ func newPartition(name string, p Partition, o *Options) *partition {
 		caps.ReadOnly = true
 	}
 	p2 := &partition{
-		name:     name,
-		st:       p.Storage,
-		caps:     caps,
-		readOnly: caps.ReadOnly,
-		cache:    newRecordCache(o.CacheSize),
-		maxMsg:   o.MaxMessageSize,
-		logger:   o.Logger.Named("partition").With("partition", name),
-		commit:   storage.NewCommitLock(),
-		subs:     make(map[*session]map[uint32]struct{}),
+		name:        name,
+		st:          p.Storage,
+		caps:        caps,
+		readOnly:    caps.ReadOnly,
+		cache:       newRecordCache(o.CacheSize),
+		maxMsg:      o.MaxMessageSize,
+		lastTidWait: o.CommitTimeout,
+		logger:      o.Logger.Named("partition").With("partition", name),
+		commit:      storage.NewCommitLock(),
+		subs:        make(map[*session]map[uint32]struct{}),
 	}
 	p2.turnCond = sync.NewCond(&p2.turnMu)
 	return p2
@@ -275,7 +282,9 @@ func storedCollected(records []storage.Record, collected []storage.Oid) []storag
 // resetAll drops the cache and tells every subscriber to drop its own
 // (after a pack, or after a commit whose outcome is unknown).
 func (p *partition) resetAll(why string) {
-	last, err := p.st.LastTid(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), p.lastTidWait)
+	last, err := p.st.LastTid(ctx)
+	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cache.clear()

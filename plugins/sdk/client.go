@@ -54,6 +54,11 @@ type Client struct {
 	noStream  atomic.Bool
 	streamSem chan struct{}
 	stream    atomic.Pointer[callStream]
+
+	// The hang watch (hang.go), set before use: calls with no deadline
+	// of their own and no answer within hangAfter are reported to hung.
+	hangAfter time.Duration
+	hung      HangFunc
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done
@@ -245,8 +250,12 @@ func (s *RemoteStorage) LastTid(ctx context.Context) (storage.Tid, error) {
 		return 0, err
 	}
 	req := &pb.HandleRequest{Handle: s.handle}
-	r, err := hotCall(ctx, s.c.calls(ctx), req, func(r *pb.HandleRequest) *pb.Call { return &pb.Call{Op: &pb.Call_LastTid{LastTid: r}} },
+	cctx, g := s.c.watch(ctx, "last tid")
+	r, err := hotCall(cctx, s.c.calls(cctx), req, func(r *pb.HandleRequest) *pb.Call { return &pb.Call{Op: &pb.Call_LastTid{LastTid: r}} },
 		(*pb.Reply).GetLastTid, s.c.backend.LastTid)
+	if herr := g.end(s.c, "last tid", err); herr != nil {
+		return 0, herr
+	}
 	if err != nil {
 		return 0, s.wrap(ctx, "last tid", err)
 	}
@@ -363,7 +372,11 @@ func (s *RemoteStorage) Undo(ctx context.Context, tid storage.Tid, meta storage.
 	if err := s.check("undo"); err != nil {
 		return 0, nil, err
 	}
-	r, err := s.c.backend.Undo(ctx, &pb.UndoRequest{Handle: s.handle, Tid: uint64(tid), Meta: metaToPB(meta)})
+	cctx, g := s.c.watch(ctx, "undo")
+	r, err := s.c.backend.Undo(cctx, &pb.UndoRequest{Handle: s.handle, Tid: uint64(tid), Meta: metaToPB(meta)})
+	if herr := g.end(s.c, "undo", err); herr != nil {
+		return 0, nil, herr
+	}
 	if err != nil {
 		return 0, nil, s.wrap(ctx, "undo "+tid.String(), err)
 	}
@@ -649,10 +662,15 @@ func (t *remoteTxn) Vote(ctx context.Context) error {
 	if err := t.s.c.check("vote"); err != nil {
 		return err
 	}
-	resp, err := t.storeOrVote(ctx, b, true)
+	cctx, g := t.s.c.watch(ctx, "vote")
+	resp, err := t.storeOrVote(cctx, b, true)
 	b.release()
+	herr := g.end(t.s.c, "vote", err)
 	if err != nil {
 		t.noteAnswer(err)
+		if herr != nil {
+			return herr
+		}
 		err = t.s.wrap(ctx, "vote", err)
 		if cerr := contextEnded(ctx); cerr != nil && !errors.Is(err, storage.ErrCommitLockTimeout) && !errors.Is(err, ErrPluginUnavailable) {
 			// The host's deadline fired before the plugin's answer
@@ -679,8 +697,12 @@ func (t *remoteTxn) Finish(ctx context.Context) (storage.Tid, error) {
 		return 0, err
 	}
 	req := &pb.TxnRequest{Txn: t.id}
-	r, err := hotCall(ctx, t.s.c.calls(ctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Finish{Finish: r}} },
+	cctx, g := t.s.c.watch(ctx, "finish")
+	r, err := hotCall(cctx, t.s.c.calls(cctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Finish{Finish: r}} },
 		(*pb.Reply).GetFinish, t.s.c.backend.Finish)
+	if herr := g.end(t.s.c, "finish", err); herr != nil {
+		return 0, herr
+	}
 	if err != nil {
 		return 0, t.s.wrap(ctx, "finish", err)
 	}
@@ -740,14 +762,16 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 	req := t.request()
 	var r *pb.FinishResponse
 	var err error
-	if cs := t.calls(ctx, b); cs != nil {
+	cctx, g := t.s.c.watch(ctx, "commit")
+	if cs := t.calls(cctx, b); cs != nil {
 		req.Records, req.PackedRecords = b.recs, b.packed
-		r, err = callFor(ctx, cs, &pb.Call{Op: &pb.Call_Commit{Commit: req}}, (*pb.Reply).GetCommit)
+		r, err = callFor(cctx, cs, &pb.Call{Op: &pb.Call_Commit{Commit: req}}, (*pb.Reply).GetCommit)
 	} else {
 		if req.Records, err = b.pb(); err == nil {
-			r, err = t.s.c.backend.Commit(ctx, req)
+			r, err = t.s.c.backend.Commit(cctx, req)
 		}
 	}
+	herr := g.end(t.s.c, "commit", err)
 	if status.Code(err) == codes.Unimplemented {
 		// The batch stays buffered for the two-phase fallback.
 		t.beginSent = beginSent
@@ -758,6 +782,9 @@ func (t *remoteTxn) commit(ctx context.Context) (_ storage.Tid, unimplemented bo
 	b.release()
 	if err != nil {
 		t.noteAnswer(err)
+		if herr != nil {
+			return 0, false, herr
+		}
 		return 0, false, t.s.wrap(ctx, "commit", err)
 	}
 	t.done = true
@@ -796,8 +823,12 @@ func (t *remoteTxn) Abort(ctx context.Context) error {
 		// (voted, with the commit lock). Name it by key.
 		req.Handle, req.Key = t.s.handle, t.key
 	}
-	_, err := hotCall(ctx, t.s.c.calls(ctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Abort{Abort: r}} },
+	cctx, g := t.s.c.watch(ctx, "abort")
+	_, err := hotCall(cctx, t.s.c.calls(cctx), req, func(r *pb.TxnRequest) *pb.Call { return &pb.Call{Op: &pb.Call_Abort{Abort: r}} },
 		(*pb.Reply).GetAbort, t.s.c.backend.Abort)
+	if herr := g.end(t.s.c, "abort", err); herr != nil {
+		return herr
+	}
 	if err != nil {
 		return t.s.wrap(ctx, "abort", err)
 	}

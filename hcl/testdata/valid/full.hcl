@@ -157,3 +157,5 @@ balancer "front" {
     fall     = 2
   }
 }
+
+plugin_hang_timeout = "5m"
