@@ -46,15 +46,8 @@ func (t *flakyTxn) Finish(ctx context.Context) (storage.Tid, error) {
 func TestFinishOutcomeUnknown(t *testing.T) {
 	st := &flakyFinish{Storage: memstorage.New(memstorage.Options{})}
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"main": {Storage: st}}})
 	ctx := ctxT(t)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	a := openClient(t, srv.Addr().String(), "main")
 	b := openClient(t, srv.Addr().String(), "main")
 	commitOne := func(serial storage.Tid, data string) (storage.Tid, error) {

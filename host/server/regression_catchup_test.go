@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/zhostdb/zhost/host/server"
@@ -20,20 +19,8 @@ import (
 func TestRegressionCatchupLargerThanMessageLimit(t *testing.T) {
 	st := memstorage.New(memstorage.Options{})
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{
-		Listen:         "127.0.0.1:0",
-		Partitions:     map[string]server.Partition{"main": {Storage: st}},
-		MaxMessageSize: wire.MinMaxMessageSize,
-		Logger:         testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"main": {Storage: st}}, MaxMessageSize: wire.MinMaxMessageSize})
 	ctx := ctxT(t)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	a := openClient(t, srv.Addr().String(), "main")
 	var first, serial storage.Tid
 	for i := range 400 {

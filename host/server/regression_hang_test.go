@@ -43,20 +43,8 @@ func TestRegressionResetWaitsForLastTidForever(t *testing.T) {
 	st := &lastTidHangs{flakyFinish: flakyFinish{Storage: memstorage.New(memstorage.Options{})}}
 	t.Cleanup(func() { st.Close() })
 	const wait = 300 * time.Millisecond
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}},
-		CommitTimeout: wait, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"main": {Storage: st}}, CommitTimeout: wait})
 	ctx := ctxT(t)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
 	c := openClient(t, srv.Addr().String(), "main")
 	commitOne := func(oid storage.Oid, data string) error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

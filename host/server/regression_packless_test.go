@@ -25,20 +25,9 @@ func TestRegressionPacklessCollectedStillServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"s": {Storage: st}}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"s": {Storage: st}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cl := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cl()
-		srv.Shutdown(c)
-	})
 	addr := srv.Addr().String()
 	a, err := client.Open(ctx, client.Options{Addr: addr, Partition: "s", Name: "a"})
 	if err != nil {

@@ -38,15 +38,8 @@ func (s *lastTidFails) Begin(ctx context.Context, meta storage.TxMeta) (storage.
 func TestRegressionUnknownFinishLeavesHoleInInvalidationLog(t *testing.T) {
 	st := &lastTidFails{flakyFinish{Storage: memstorage.New(memstorage.Options{})}}
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"main": {Storage: st}}})
 	ctx := ctxT(t)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	a := openClient(t, srv.Addr().String(), "main")
 	commitOne := func(oid storage.Oid, serial storage.Tid, data string) (storage.Tid, error) {
 		txn, _ := a.Begin(ctx, storage.TxMeta{})

@@ -36,15 +36,8 @@ func (s *flakyUndo) Undo(ctx context.Context, tid storage.Tid, meta storage.TxMe
 func TestRegressionUndoOutcomeUnknownKeepsStaleCache(t *testing.T) {
 	st := &flakyUndo{Storage: memstorage.New(memstorage.Options{})}
 	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Partitions: map[string]server.Partition{"main": {Storage: st}}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := serve(t, server.Options{Partitions: map[string]server.Partition{"main": {Storage: st}}})
 	ctx := ctxT(t)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	a := openClient(t, srv.Addr().String(), "main")
 	commitOne := func(serial storage.Tid, data string) storage.Tid {
 		t.Helper()

@@ -49,11 +49,25 @@ func start(t testing.TB, mod func(*server.Options)) (*server.Server, string, *me
 	if mod != nil {
 		mod(&opts)
 	}
+	srv := serve(t, opts)
+	return srv, srv.Addr().String(), st
+}
+
+// serve starts a server with opts (Listen defaults to 127.0.0.1:0 and
+// Logger to the test's) and shuts it down when the test ends.
+func serve(t testing.TB, opts server.Options) *server.Server {
+	t.Helper()
+	if opts.Listen == "" {
+		opts.Listen = "127.0.0.1:0"
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -63,7 +77,7 @@ func start(t testing.TB, mod func(*server.Options)) (*server.Server, string, *me
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return srv, srv.Addr().String(), st
+	return srv
 }
 
 func ctxT(t testing.TB) context.Context {
