@@ -137,3 +137,41 @@ func TestHungPlugin(t *testing.T) {
 		t.Fatalf("load on a plugin failed after hanging: %v", err)
 	}
 }
+
+// TestHungPluginNotStable: a plugin that hangs in every commit is marked
+// failed after MaxCrashes hangs in a row even though each hang kept it
+// "up" for the hang timeout, at least StableAfter (with the defaults,
+// both 1m): the time it spent not answering is not stable uptime, so the
+// crash count is not reset and it is not restarted forever.
+func TestHungPluginNotStable(t *testing.T) {
+	t.Parallel()
+	const hang = 400 * time.Millisecond
+	m, logs := newManager(t, Options{HangTimeout: hang, StableAfter: hang / 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxCrashes: 2})
+	if err := m.Add(Spec{Name: "hang", Path: hangPlugin(t), Where: "cluster.hcl:3"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	st, err := m.OpenStorage(ctx, StorageSpec{Plugin: "hang", Type: "hang", Name: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := m.Plugin("hang")
+	for i := range 2 {
+		waitFor(t, 10*time.Second, "running", func() bool { s := p.Status(); return s.State == "running" && s.Restarts == i })
+		pid := pidOf(t, m, "hang")
+		txn, err := st.Begin(ctx, storage.TxMeta{Description: "hang:vote"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = hungCall(t, "vote", hang+10*time.Second, func() error { return txn.Vote(context.Background()) })
+		if !errors.Is(err, sdk.ErrPluginUnavailable) {
+			t.Fatalf("vote %d: %v", i, err)
+		}
+		_ = txn.Abort(ctx)
+		waitFor(t, 5*time.Second, "hung plugin gone", func() bool { return !testbin.Alive(pid) })
+	}
+	waitFor(t, 5*time.Second, "failed after 2 hangs in a row", func() bool { return p.Status().State == "failed" })
+	if !strings.Contains(logs.String(), "marked failed") {
+		t.Fatalf("log lacks the failure:\n%s", logs)
+	}
+}

@@ -61,6 +61,9 @@ type Plugin struct {
 	// hungWhy is set when the running process was killed for leaving a
 	// call unanswered (see hung); it is the crash's reason.
 	hungWhy string
+	// hungSince is when the call hung was killed for began: the plugin
+	// was not answering from then on, so its stable uptime ends there.
+	hungSince time.Time
 	// A plugin that never started: failed attempts so far, and when the
 	// next may be made (calls before then get the last error at once).
 	startFailures int
@@ -376,6 +379,7 @@ func (p *Plugin) hung(proc *plugin.Client, pid int, op string, after time.Durati
 		return
 	}
 	p.hungWhy = why
+	p.hungSince = time.Now().Add(-after)
 	p.mu.Unlock()
 	p.logger.Error(fmt.Sprintf("plugin hung: no answer to %s in %s; killing it", op, after), "call", op, "pid", pid)
 	killGroup(pid)
@@ -420,10 +424,14 @@ func (p *Plugin) crashedLocked(gen uint64, why string) bool {
 		return false
 	}
 	if p.state == stateRunning {
+		up := time.Since(p.started)
 		if p.hungWhy != "" {
 			why = p.hungWhy // killed by hung
+			// Time spent not answering is not stable uptime: a plugin
+			// that hangs in every commit is not restarted forever.
+			up = p.hungSince.Sub(p.started)
 		}
-		if time.Since(p.started) >= p.m.opts.StableAfter {
+		if up >= p.m.opts.StableAfter {
 			p.crashes = 0
 		}
 		if p.proc != nil {
