@@ -59,6 +59,7 @@ type Client struct {
 	// of their own and no answer within hangAfter are reported to hung.
 	hangAfter time.Duration
 	hung      HangFunc
+	gaveUp    atomic.Bool // a watched call went unanswered: the process is being killed
 }
 
 // NewClient returns a Client over conn, for the plugin called name. done

@@ -52,6 +52,17 @@ func (c *Client) watch(ctx context.Context, op string) (context.Context, *hangGu
 	if c.hung == nil {
 		return ctx, nil
 	}
+	if c.gaveUp.Load() {
+		// A call already went unanswered for the hang timeout and the
+		// process is being killed (one stuck in the kernel may outlive
+		// SIGKILL for a while): fail at once rather than wait again,
+		// so a commit lock is not held for a second timeout.
+		g := &hangGuard{}
+		ctx, g.cancel = context.WithCancel(ctx)
+		g.fired.Store(true)
+		g.cancel()
+		return ctx, g
+	}
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, nil
 	}
@@ -60,6 +71,7 @@ func (c *Client) watch(ctx context.Context, op string) (context.Context, *hangGu
 	after, hung := c.hangAfter, c.hung
 	g.timer = time.AfterFunc(after, func() {
 		g.fired.Store(true) // before the kill, which may end the call first
+		c.gaveUp.Store(true)
 		hung(op, after)
 		// Whether or not the process is gone yet (one stuck in the
 		// kernel may take its time), the caller stops waiting.
@@ -77,7 +89,9 @@ func (g *hangGuard) end(c *Client, op string, err error) error {
 	if g == nil {
 		return nil
 	}
-	g.timer.Stop()
+	if g.timer != nil {
+		g.timer.Stop()
+	}
 	g.cancel()
 	if err == nil || !g.fired.Load() {
 		return nil
