@@ -34,7 +34,9 @@ func TestHangWatchFailsLaterCallsAtOnce(t *testing.T) {
 	// The next watched call, with or without a deadline of its own.
 	for _, mk := range []func() (context.Context, context.CancelFunc){
 		func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
-		func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), time.Hour) },
+		func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), time.Hour)
+		},
 	} {
 		parent, cancel := mk()
 		start := time.Now()
