@@ -17,6 +17,22 @@ func hangPlugin(t testing.TB) string {
 	return testbin.Build(t, "", "./host/testdata/hangplugin", "zhost-plugin-hang")
 }
 
+// openHangStorage starts the hang test plugin under a manager with opts
+// and opens its storage.
+func openHangStorage(t *testing.T, ctx context.Context, opts Options) (*Manager, storage.Storage, *Plugin, *syncBuffer) {
+	t.Helper()
+	m, logs := newManager(t, opts)
+	if err := m.Add(Spec{Name: "hang", Path: hangPlugin(t), Where: "cluster.hcl:3"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.OpenStorage(ctx, StorageSpec{Plugin: "hang", Type: "hang", Name: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := m.Plugin("hang")
+	return m, st, p, logs
+}
+
 // hungCall runs call in a goroutine and returns its error, failing the
 // test if it takes longer than within.
 func hungCall(t *testing.T, what string, within time.Duration, call func() error) error {
@@ -43,16 +59,8 @@ func hungCall(t *testing.T, what string, within time.Duration, call func() error
 func TestHungPlugin(t *testing.T) {
 	t.Parallel()
 	const hang = 500 * time.Millisecond
-	m, logs := newManager(t, Options{HangTimeout: hang, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxCrashes: 3})
-	if err := m.Add(Spec{Name: "hang", Path: hangPlugin(t), Where: "cluster.hcl:3"}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := testCtx(t)
-	st, err := m.OpenStorage(ctx, StorageSpec{Plugin: "hang", Type: "hang", Name: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := m.Plugin("hang")
+	m, st, p, logs := openHangStorage(t, ctx, Options{HangTimeout: hang, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxCrashes: 3})
 	begin := func(hangIn string) storage.Txn {
 		t.Helper()
 		txn, err := st.Begin(ctx, storage.TxMeta{Description: hangIn})
@@ -72,7 +80,7 @@ func TestHungPlugin(t *testing.T) {
 	// A call with a deadline of its own ends at it; the plugin lives.
 	pid := pidOf(t, m, "hang")
 	txn := begin("hang:vote")
-	err = hungCall(t, "vote with a deadline", 10*time.Second, func() error {
+	err := hungCall(t, "vote with a deadline", 10*time.Second, func() error {
 		vctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
 		return txn.Vote(vctx)
@@ -146,16 +154,8 @@ func TestHungPlugin(t *testing.T) {
 func TestHungPluginNotStable(t *testing.T) {
 	t.Parallel()
 	const hang = 400 * time.Millisecond
-	m, logs := newManager(t, Options{HangTimeout: hang, StableAfter: hang / 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxCrashes: 2})
-	if err := m.Add(Spec{Name: "hang", Path: hangPlugin(t), Where: "cluster.hcl:3"}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := testCtx(t)
-	st, err := m.OpenStorage(ctx, StorageSpec{Plugin: "hang", Type: "hang", Name: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := m.Plugin("hang")
+	m, st, p, logs := openHangStorage(t, ctx, Options{HangTimeout: hang, StableAfter: hang / 2, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxCrashes: 2})
 	for i := range 2 {
 		waitFor(t, 10*time.Second, "running", func() bool { s := p.Status(); return s.State == "running" && s.Restarts == i })
 		pid := pidOf(t, m, "hang")
