@@ -470,19 +470,15 @@ func (d *decoder) decodeSize(a *attrSpec, val cty.Value, rng hcl2.Range) (any, b
 // inBounds checks a's Min and Max; shown is the value as the message
 // writes it.
 func (d *decoder) inBounds(a *attrSpec, v float64, rng hcl2.Range, shown string) bool {
-	if a.Min != "" {
-		if lo, err := parseBound(a.Kind, a.Min); err == nil && v < lo {
-			d.errorf(rng, "Value out of range", "The %s argument must be at least %s; %s is less.", a.Name, a.Min, shown)
-			return false
+	side, limit, out := outOfBounds(a.Kind, a.Min, a.Max, v)
+	if out {
+		than := "less"
+		if side == "most" {
+			than = "more"
 		}
+		d.errorf(rng, "Value out of range", "The %s argument must be at %s %s; %s is %s.", a.Name, side, limit, shown, than)
 	}
-	if a.Max != "" {
-		if hi, err := parseBound(a.Kind, a.Max); err == nil && v > hi {
-			d.errorf(rng, "Value out of range", "The %s argument must be at most %s; %s is more.", a.Name, a.Max, shown)
-			return false
-		}
-	}
-	return true
+	return !out
 }
 
 func (d *decoder) resolve(p string) string {

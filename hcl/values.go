@@ -534,15 +534,25 @@ func normalizeValue(a Attribute, x any, resolve func(string) string) (any, error
 	default:
 		return x, nil
 	}
-	if a.Min != "" {
-		if lo, err := parseBound(k, a.Min); err == nil && bound < lo {
-			return nil, fmt.Errorf("must be at least %s", a.Min)
-		}
-	}
-	if a.Max != "" {
-		if hi, err := parseBound(k, a.Max); err == nil && bound > hi {
-			return nil, fmt.Errorf("must be at most %s", a.Max)
-		}
+	if side, limit, ok := outOfBounds(k, a.Min, a.Max, bound); ok {
+		return nil, fmt.Errorf("must be at %s %s", side, limit)
 	}
 	return out, nil
+}
+
+// outOfBounds reports whether v lies outside min and max (written for
+// kind k; empty: no bound), and which: side "least" with min, or "most"
+// with max.
+func outOfBounds(k kind, min, max string, v float64) (side, limit string, out bool) {
+	if min != "" {
+		if lo, err := parseBound(k, min); err == nil && v < lo {
+			return "least", min, true
+		}
+	}
+	if max != "" {
+		if hi, err := parseBound(k, max); err == nil && v > hi {
+			return "most", max, true
+		}
+	}
+	return "", "", false
 }
