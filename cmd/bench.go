@@ -26,6 +26,7 @@ import (
 	"github.com/zhostdb/zhost/host"
 	"github.com/zhostdb/zhost/host/client"
 	"github.com/zhostdb/zhost/host/storage"
+	"github.com/zhostdb/zhost/internal/busypoll"
 )
 
 // benchPhases are the phases of `zhost bench`, in the order they run.
@@ -97,7 +98,8 @@ own N objects; phases start together in every process. The phases run
 round of a fresh server and worker runs up to 2x slower); each rate is
 the median of the timed rounds, and
 latencies are over every timed round. -busy-poll sets the workers'
-client busy_poll; with -config it defaults to the server block's.
+client busy_poll (the most its reads poll, adapting; 0: off), which
+defaults as a client block's does; with -config, to the server block's.
 
 Phases, each in objects per second:
   add     create N objects in one transaction
@@ -120,7 +122,7 @@ Phases, each in objects per second:
 			fs.IntVar(&misses, "misses", 2000, "loads in the miss phase, per process")
 			fs.IntVar(&rounds, "rounds", 3, "times to run every phase (rates are the median round)")
 			fs.IntVar(&warmup, "warmup", 1, "untimed rounds before the timed ones")
-			fs.DurationVar(&busyPoll, "busy-poll", 0, "client busy_poll of the workers (default: the config's server busy_poll, else 0)")
+			fs.DurationVar(&busyPoll, "busy-poll", busypoll.Default, "client busy_poll of the workers (with -config: the config's server busy_poll); 0 turns it off")
 			fs.BoolVar(&asJSON, "json", false, "print JSON")
 			fs.BoolVar(&worker, "worker", false, "internal: run as a bench worker process")
 			fs.StringVar(&exe, "exe", "", "internal: zhost binary to run workers with (default: this one)")

@@ -163,8 +163,8 @@ var serverSpec = &blockSpec{
 			Description: "How many recent transactions' invalidations the server remembers, so a client that reconnects can revalidate its cache instead of dropping it.", Example: "50000"},
 		{Name: "max_message_size", Kind: kSize, Default: `"64MiB"`, Min: "1MiB", Max: "1GiB",
 			Description: "The largest protocol message the server accepts or sends; bounds the largest record.", Example: `"256MiB"`},
-		{Name: "busy_poll", Kind: kDuration, Default: `"0s"`, Min: "0s", Max: "1ms",
-			Description: "After each message, how long the server's reads (from clients and from its storage plugins, on both ends) keep polling the socket before they sleep. Trades CPU for latency on machines whose idle CPUs halt (most VMs): a cache miss between processes drops from about 70 µs to about 15 µs on the reference VM with `\"50us\"`. 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect, as a polling read would keep the scheduler from seeing other connections' data. See docs/performance.md.", Example: `"50us"`},
+		{Name: "busy_poll", Kind: kDuration, Default: `"50us"`, Min: "0s", Max: "1ms",
+			Description: "The most that the server's reads (from clients and from its storage plugins, on both ends) poll the socket for the next message before they sleep. Trades CPU for latency on machines whose idle CPUs halt (most VMs): a cache miss between processes drops from about 40 µs to about 15 µs on the reference VM. The window adapts per connection: it stays open while polling catches the messages and closes after a few long waits (a connection that waits for fsyncs or for users stops polling), so an idle or slow connection costs next to nothing. 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect, as a polling read would keep the scheduler from seeing other connections' data. See docs/performance.md.", Example: `"0s"`},
 	}, nodeAttrs("server")...),
 	Blocks: []*blockSpec{tlsServerSpec},
 }
@@ -260,8 +260,8 @@ var clientSpec = &blockSpec{
 		{Name: "cache_size", Kind: kSize, Default: `"64MiB"`, Min: "0", Max: "1TiB", Description: "Size bound of the RAM object cache; 0 disables it.", Example: `"256MiB"`},
 		{Name: "connect_timeout", Kind: kDuration, Default: `"10s"`, Min: "100ms", Max: "10m",
 			Description: "How long one attempt to connect to the server may take.", Example: `"3s"`},
-		{Name: "busy_poll", Kind: kDuration, Default: `"0s"`, Min: "0s", Max: "1ms",
-			Description: "After each message, how long the node's reads from the server keep polling the socket before they sleep (see the server's `busy_poll`). 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect.", Example: `"50us"`},
+		{Name: "busy_poll", Kind: kDuration, Default: `"50us"`, Min: "0s", Max: "1ms",
+			Description: "The most that the node's reads from the server poll the socket for a reply before they sleep, adapting per connection (see the server's `busy_poll`). 0 turns it off; with one CPU (GOMAXPROCS 1) it has no effect.", Example: `"0s"`},
 	}, nodeAttrs("client")...),
 	Blocks: []*blockSpec{tlsClientSpec},
 }

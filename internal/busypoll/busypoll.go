@@ -21,6 +21,19 @@
 // background poll, milliseconds later. For the same reason at most
 // GOMAXPROCS-1 reads of the process poll at once, so one P is always free
 // to poll the network; with GOMAXPROCS 1 no read polls.
+//
+// The window adapts, per connection, to what polling buys, as the guest
+// haltpoll governor of Linux adapts its poll window to how long its CPU
+// stays idle. The configured window is the most a read polls. A read that
+// finds its data while polling, or that had to park but got its data
+// within the most (so a full poll would have paid), sets the window to the
+// most; a read that polled in vain and waited longer than the most halves
+// the window, down to closed. A closed window costs nothing: the read
+// parks at once, and only every probeEvery-th read that has to wait polls
+// for the most again, to notice when the traffic turns quick. So a
+// connection whose replies come in microseconds polls, and one that waits
+// for fsyncs, for users or for nothing stops polling after a few reads,
+// and the CPU the polling burns stays a small part of the time it waits.
 package busypoll
 
 import (
@@ -34,7 +47,12 @@ import (
 	"time"
 )
 
-// Wrap returns c with reads that poll for up to window before they park.
+// Default is the window of cluster.hcl's busy_poll when a block does not
+// set it (hcl/spec.go states it again, as the documented default).
+const Default = 50 * time.Microsecond
+
+// Wrap returns c with reads that poll for up to window before they park,
+// the window adapting to the traffic (see the package comment).
 // A window of zero or less, or a connection without a file descriptor,
 // returns c unchanged.
 func Wrap(c net.Conn, window time.Duration) net.Conn {
@@ -49,13 +67,26 @@ func Wrap(c net.Conn, window time.Duration) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &conn{Conn: c, rc: rc, window: window}
+	cn := &conn{Conn: c, rc: rc, max: window}
+	cn.window.Store(int64(window))
+	return cn
 }
+
+// probeEvery is how often a read polls although the window is closed:
+// every probeEvery-th read that has to wait polls for the most, so that a
+// connection whose traffic turned quick opens its window again.
+const probeEvery = 16
 
 type conn struct {
 	net.Conn
-	rc     syscall.RawConn
-	window time.Duration
+	rc syscall.RawConn
+	// max is the configured window, the most a read polls; window is
+	// the current one (nanoseconds, 0 to max), adapted after every read
+	// that had to wait (see next); waits counts the reads that had to
+	// wait while it was closed, for the probes.
+	max    time.Duration
+	window atomic.Int64
+	waits  atomic.Uint32
 	// The poll loop runs outside the runtime's poller, which sees a
 	// deadline or a Close only once the loop gives way to it: the loop
 	// checks these to give way as soon as a plain conn's read would
@@ -70,9 +101,16 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	var (
-		n      int
-		rerr   error
-		polled bool
+		n    int
+		rerr error
+		// The first empty read starts the wait (start); window is how
+		// long this read polls (0: it parks at once); paid is set when
+		// its data came while it polled; adapt is false when the read
+		// found no free polling slot, which says nothing of the traffic.
+		start  time.Time
+		window time.Duration
+		paid   bool
+		adapt  = true
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
 		var until time.Time
@@ -84,17 +122,23 @@ func (c *conn) Read(p []byte) (int, error) {
 			case rerr != syscall.EAGAIN:
 				if !until.IsZero() {
 					release()
+					paid = true
 				}
 				return true
-			case polled && until.IsZero():
-				// Woken by the poller with nothing to read: wait again.
+			case !start.IsZero() && until.IsZero():
+				// Woken by the poller with nothing to read, or not
+				// polling: wait in the poller.
 				return false
-			case until.IsZero():
-				polled = true
+			case start.IsZero():
+				start = time.Now()
+				if window = c.pollWindow(); window <= 0 {
+					return false
+				}
 				if !acquire() {
+					adapt = false
 					return false // every P but one polls already
 				}
-				until = time.Now().Add(c.window)
+				until = start.Add(window)
 				// Let what the last message readied run first, then
 				// poll without yielding (see the package comment).
 				runtime.Gosched()
@@ -106,6 +150,9 @@ func (c *conn) Read(p []byte) (int, error) {
 			}
 		}
 	})
+	if !start.IsZero() && adapt {
+		c.window.Store(int64(next(c.max, window, paid, time.Since(start))))
+	}
 	var rawErr *net.OpError
 	switch {
 	case errors.As(err, &rawErr):
@@ -120,6 +167,33 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// pollWindow returns how long a read that has to wait polls: the current
+// window, or while it is closed the most on every probeEvery-th wait.
+func (c *conn) pollWindow() time.Duration {
+	if w := time.Duration(c.window.Load()); w > 0 {
+		return w
+	}
+	if c.waits.Add(1)%probeEvery == 0 {
+		return c.max
+	}
+	return 0
+}
+
+// next returns the window after a read that had to wait: window is how
+// long it polled (0: it did not), paid whether its data came while it
+// polled, waited how long it waited in all. A wait that a poll of max
+// catches (it did, or the data came within max) opens the window to max;
+// a longer one halves the window, and closes it below max/8.
+func next(max, window time.Duration, paid bool, waited time.Duration) time.Duration {
+	if paid || waited <= max {
+		return max
+	}
+	if window /= 2; window < max/8 {
+		return 0
+	}
+	return window
 }
 
 // polling counts the reads polling now, in the whole process.

@@ -377,3 +377,99 @@ func parkedReadWake(t *testing.T, procs, readers int) {
 		t.Fatalf("a parked read took %v (median of %d) to see its data while %d reads were kept polling with GOMAXPROCS %d; all: %v", med, len(wakes), readers, procs, wakes)
 	}
 }
+
+// TestNext: the window opens to the most whenever a poll of the most
+// would have caught the data, and halves toward closed when it would not.
+func TestNext(t *testing.T) {
+	const max = 40 * time.Microsecond
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+		paid   bool
+		waited time.Duration
+		want   time.Duration
+	}{
+		{"paid", max, true, 10 * time.Microsecond, max},
+		{"paid after a halving", max / 2, true, 15 * time.Microsecond, max},
+		{"parked, came within the most", max / 4, false, 30 * time.Microsecond, max},
+		{"closed, came within the most", 0, false, max, max},
+		{"polled in vain, long wait", max, false, time.Millisecond, max / 2},
+		{"halved again", max / 2, false, time.Millisecond, max / 4},
+		{"at an eighth", max / 4, false, time.Millisecond, max / 8},
+		{"below an eighth closes", max / 8, false, time.Millisecond, 0},
+		{"closed stays closed", 0, false, time.Millisecond, 0},
+	} {
+		if got := next(max, tc.window, tc.paid, tc.waited); got != tc.want {
+			t.Errorf("%s: next(%v, %v, %v, %v) = %v, want %v", tc.name, max, tc.window, tc.paid, tc.waited, got, tc.want)
+		}
+	}
+}
+
+// TestProbeWhileClosed: a closed window polls on every probeEvery-th wait
+// only, for the most.
+func TestProbeWhileClosed(t *testing.T) {
+	a, _ := pair(t, time.Millisecond)
+	c := a.(*conn)
+	c.window.Store(0)
+	var polled []int
+	for i := 1; i <= 3*probeEvery; i++ {
+		if w := c.pollWindow(); w != 0 {
+			if w != time.Millisecond {
+				t.Fatalf("probe %d polls for %v, want the most (1ms)", i, w)
+			}
+			polled = append(polled, i)
+		}
+	}
+	if want := []int{probeEvery, 2 * probeEvery, 3 * probeEvery}; !slices.Equal(polled, want) {
+		t.Fatalf("closed window polled on waits %v, want %v", polled, want)
+	}
+}
+
+// TestWindowAdapts drives a real connection: replies that come long after
+// the most close the window within a few reads (so a connection that
+// waits for slow work stops burning CPU), and replies that come quickly
+// open it again. The most is long (5 ms) so that a parked read's wake-up
+// on a busy machine is still well inside it.
+func TestWindowAdapts(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("no read polls with GOMAXPROCS 1")
+	}
+	const max = 5 * time.Millisecond
+	a, b := pair(t, max)
+	c := a.(*conn)
+	buf := make([]byte, 1)
+	exchange := func(delay time.Duration) {
+		t.Helper()
+		go func() {
+			time.Sleep(delay)
+			b.Write([]byte("x"))
+		}()
+		a.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := a.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	window := func() time.Duration { return time.Duration(c.window.Load()) }
+
+	// 5 -> 2.5 -> 1.25 -> 0.625 ms -> closed: four slow replies.
+	for i := range 4 {
+		exchange(25 * time.Millisecond)
+		if i < 3 && window() == 0 {
+			t.Fatalf("window closed after %d slow replies, want 4", i+1)
+		}
+	}
+	if w := window(); w != 0 {
+		t.Fatalf("window %v after 4 replies each 25ms late, want closed", w)
+	}
+	exchange(25 * time.Millisecond)
+	if w := window(); w != 0 {
+		t.Fatalf("window %v after another slow reply, want closed", w)
+	}
+	// A reply within the most opens it again, and quick replies keep it.
+	for range 3 {
+		exchange(100 * time.Microsecond)
+		if w := window(); w != max {
+			t.Fatalf("window %v after a quick reply, want %v", w, max)
+		}
+	}
+}

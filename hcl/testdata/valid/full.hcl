@@ -16,7 +16,7 @@ server "zeo" {
   transaction_timeout   = "1m"
   invalidation_log_size = 50000
   max_message_size      = "256MiB"
-  busy_poll             = "50us"
+  busy_poll             = "100us"
 
   tls {
     cert_file           = "tls/server.pem"
