@@ -34,6 +34,10 @@
 // connection whose replies come in microseconds polls, and one that waits
 // for fsyncs, for users or for nothing stops polling after a few reads,
 // and the CPU the polling burns stays a small part of the time it waits.
+// A poll whose thread loses its CPU between two attempts (the kernel ran
+// something else there: more threads want to run than there are CPUs)
+// closes the window at once, so polling gives way where it would take CPU
+// from the work it waits for.
 package busypoll
 
 import (
@@ -67,7 +71,7 @@ func Wrap(c net.Conn, window time.Duration) net.Conn {
 	if err != nil {
 		return c
 	}
-	cn := &conn{Conn: c, rc: rc, max: window}
+	cn := &conn{Conn: c, rc: rc, max: window, gap: preemptGap}
 	cn.window.Store(int64(window))
 	return cn
 }
@@ -87,6 +91,8 @@ type conn struct {
 	max    time.Duration
 	window atomic.Int64
 	waits  atomic.Uint32
+	// gap is preemptGap (tests change it).
+	gap time.Duration
 	// The poll loop runs outside the runtime's poller, which sees a
 	// deadline or a Close only once the loop gives way to it: the loop
 	// checks these to give way as soon as a plain conn's read would
@@ -105,15 +111,19 @@ func (c *conn) Read(p []byte) (int, error) {
 		rerr error
 		// The first empty read starts the wait (start); window is how
 		// long this read polls (0: it parks at once); paid is set when
-		// its data came while it polled; adapt is false when the read
-		// found no free polling slot, which says nothing of the traffic.
-		start  time.Time
-		window time.Duration
-		paid   bool
-		adapt  = true
+		// its data came while it polled, contended when it stopped
+		// polling because its thread lost the CPU; adapt is false when
+		// the read found no free polling slot, which says nothing of
+		// the traffic.
+		start     time.Time
+		state     time.Duration // the conn's window when the wait began
+		window    time.Duration
+		paid      bool
+		contended bool
+		adapt     = true
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		var until time.Time
+		var until, last time.Time
 		for {
 			n, rerr = syscall.Read(int(fd), p)
 			switch {
@@ -131,7 +141,8 @@ func (c *conn) Read(p []byte) (int, error) {
 				return false
 			case start.IsZero():
 				start = time.Now()
-				if window = c.pollWindow(); window <= 0 {
+				state = time.Duration(c.window.Load())
+				if window = c.pollWindow(state); window <= 0 {
 					return false
 				}
 				if !acquire() {
@@ -142,16 +153,29 @@ func (c *conn) Read(p []byte) (int, error) {
 				// Let what the last message readied run first, then
 				// poll without yielding (see the package comment).
 				runtime.Gosched()
-			case c.giveWay(until):
-				// The poller reports a deadline or a Close as it
-				// would on a plain conn.
-				release()
-				return false
+				last = time.Now()
+			default:
+				now := time.Now()
+				if now.Sub(last) > c.gap {
+					// The thread lost its CPU between two attempts:
+					// something else wants the CPUs, and polling takes
+					// from it.
+					contended = true
+					release()
+					return false
+				}
+				last = now
+				if c.giveWay(now, until) {
+					// The poller reports a deadline or a Close as it
+					// would on a plain conn.
+					release()
+					return false
+				}
 			}
 		}
 	})
 	if !start.IsZero() && adapt {
-		c.window.Store(int64(next(c.max, window, paid, time.Since(start))))
+		c.window.Store(int64(next(c.max, state, paid, contended, time.Since(start))))
 	}
 	var rawErr *net.OpError
 	switch {
@@ -169,11 +193,12 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// pollWindow returns how long a read that has to wait polls: the current
-// window, or while it is closed the most on every probeEvery-th wait.
-func (c *conn) pollWindow() time.Duration {
-	if w := time.Duration(c.window.Load()); w > 0 {
-		return w
+// pollWindow returns how long a read that has to wait polls, given the
+// conn's window (state): the window, or while it is closed the most on
+// every probeEvery-th wait.
+func (c *conn) pollWindow(state time.Duration) time.Duration {
+	if state > 0 {
+		return state
 	}
 	if c.waits.Add(1)%probeEvery == 0 {
 		return c.max
@@ -181,19 +206,37 @@ func (c *conn) pollWindow() time.Duration {
 	return 0
 }
 
-// next returns the window after a read that had to wait: window is how
-// long it polled (0: it did not), paid whether its data came while it
-// polled, waited how long it waited in all. A wait that a poll of max
-// catches (it did, or the data came within max) opens the window to max;
-// a longer one halves the window, and closes it below max/8.
-func next(max, window time.Duration, paid bool, waited time.Duration) time.Duration {
-	if paid || waited <= max {
+// preemptGap is how long a polling thread may go between two attempts
+// before the poll takes it for a sign that the CPUs are contended (the
+// kernel ran something else on this CPU in between); an attempt, a
+// non-blocking read, takes about a microsecond.
+const preemptGap = 20 * time.Microsecond
+
+// next returns the conn's window after a read that had to wait: state was
+// the window when the wait began, paid whether the data came while the
+// read polled, contended whether the poll stopped because its thread lost
+// the CPU, waited how long the read waited in all.
+//
+// A poll that lost its CPU closes the window: the polling takes CPU that
+// other work waits for. Otherwise a wait that a poll of max catches (it
+// did, or the data came within max) opens the window to max; a longer one
+// halves it, and closes it below max/8. (Keeping a window closed by
+// contention until a probe pays was tried: one process's commits and
+// plugin calls alone cost the read miss half its gain; see
+// docs/performance.md.)
+func next(max, state time.Duration, paid, contended bool, waited time.Duration) time.Duration {
+	switch {
+	case contended:
+		return 0
+	case paid, waited <= max:
 		return max
-	}
-	if window /= 2; window < max/8 {
+	case state <= 0:
 		return 0
 	}
-	return window
+	if state /= 2; state < max/8 {
+		return 0
+	}
+	return state
 }
 
 // polling counts the reads polling now, in the whole process.
@@ -212,13 +255,13 @@ func acquire() bool {
 
 func release() { polling.Add(-1) }
 
-// giveWay reports whether a poll whose window ends at until should stop:
+// giveWay reports whether a poll whose window ends at until should stop
+// at now:
 // the window ended, the read deadline passed or the conn was closed.
-func (c *conn) giveWay(until time.Time) bool {
+func (c *conn) giveWay(now, until time.Time) bool {
 	if c.closed.Load() {
 		return true
 	}
-	now := time.Now()
 	if d := c.readDeadline.Load(); d != 0 && now.UnixNano() >= d {
 		return true
 	}

@@ -383,24 +383,27 @@ func parkedReadWake(t *testing.T, procs, readers int) {
 func TestNext(t *testing.T) {
 	const max = 40 * time.Microsecond
 	for _, tc := range []struct {
-		name   string
-		window time.Duration
-		paid   bool
-		waited time.Duration
-		want   time.Duration
+		name            string
+		window          time.Duration
+		paid, contended bool
+		waited          time.Duration
+		want            time.Duration
 	}{
-		{"paid", max, true, 10 * time.Microsecond, max},
-		{"paid after a halving", max / 2, true, 15 * time.Microsecond, max},
-		{"parked, came within the most", max / 4, false, 30 * time.Microsecond, max},
-		{"closed, came within the most", 0, false, max, max},
-		{"polled in vain, long wait", max, false, time.Millisecond, max / 2},
-		{"halved again", max / 2, false, time.Millisecond, max / 4},
-		{"at an eighth", max / 4, false, time.Millisecond, max / 8},
-		{"below an eighth closes", max / 8, false, time.Millisecond, 0},
-		{"closed stays closed", 0, false, time.Millisecond, 0},
+		{"paid", max, true, false, 10 * time.Microsecond, max},
+		{"paid after a halving", max / 2, true, false, 15 * time.Microsecond, max},
+		{"parked, came within the most", max / 4, false, false, 30 * time.Microsecond, max},
+		{"closed, came within the most", 0, false, false, max, max},
+		{"polled in vain, long wait", max, false, false, time.Millisecond, max / 2},
+		{"halved again", max / 2, false, false, time.Millisecond, max / 4},
+		{"at an eighth", max / 4, false, false, time.Millisecond, max / 8},
+		{"below an eighth closes", max / 8, false, false, time.Millisecond, 0},
+		{"closed stays closed", 0, false, false, time.Millisecond, 0},
+		{"lost the CPU closes", max, false, true, 10 * time.Microsecond, 0},
+		{"a probe that loses the CPU", 0, false, true, 10 * time.Microsecond, 0},
+		{"a probe that pays", 0, true, false, 10 * time.Microsecond, max},
 	} {
-		if got := next(max, tc.window, tc.paid, tc.waited); got != tc.want {
-			t.Errorf("%s: next(%v, %v, %v, %v) = %v, want %v", tc.name, max, tc.window, tc.paid, tc.waited, got, tc.want)
+		if got := next(max, tc.window, tc.paid, tc.contended, tc.waited); got != tc.want {
+			t.Errorf("%s: next(%v, %v, %v, %v, %v) = %v, want %v", tc.name, max, tc.window, tc.paid, tc.contended, tc.waited, got, tc.want)
 		}
 	}
 }
@@ -410,10 +413,9 @@ func TestNext(t *testing.T) {
 func TestProbeWhileClosed(t *testing.T) {
 	a, _ := pair(t, time.Millisecond)
 	c := a.(*conn)
-	c.window.Store(0)
 	var polled []int
 	for i := 1; i <= 3*probeEvery; i++ {
-		if w := c.pollWindow(); w != 0 {
+		if w := c.pollWindow(0); w != 0 {
 			if w != time.Millisecond {
 				t.Fatalf("probe %d polls for %v, want the most (1ms)", i, w)
 			}
@@ -437,6 +439,9 @@ func TestWindowAdapts(t *testing.T) {
 	const max = 5 * time.Millisecond
 	a, b := pair(t, max)
 	c := a.(*conn)
+	// The test is about the waits; a machine busy with other tests
+	// must not close the window as contended (TestContendedPollCloses).
+	c.gap = time.Hour
 	buf := make([]byte, 1)
 	exchange := func(delay time.Duration) {
 		t.Helper()
@@ -471,5 +476,31 @@ func TestWindowAdapts(t *testing.T) {
 		if w := window(); w != max {
 			t.Fatalf("window %v after a quick reply, want %v", w, max)
 		}
+	}
+}
+
+// TestContendedPollCloses: a poll whose thread goes longer than the gap
+// between two attempts takes the CPUs for contended and closes the window
+// (here every gap counts, as if the thread lost its CPU at each attempt),
+// and the read still returns its data.
+func TestContendedPollCloses(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("no read polls with GOMAXPROCS 1")
+	}
+	const max = 5 * time.Millisecond
+	a, b := pair(t, max)
+	c := a.(*conn)
+	c.gap = 0
+	go func() {
+		time.Sleep(time.Millisecond)
+		b.Write([]byte("x"))
+	}()
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1)
+	if n, err := a.Read(buf); n != 1 || err != nil {
+		t.Fatalf("read = %d, %v", n, err)
+	}
+	if w := time.Duration(c.window.Load()); w != 0 {
+		t.Fatalf("window %v after a contended poll, want closed", w)
 	}
 }
