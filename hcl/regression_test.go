@@ -3,6 +3,7 @@ package hcl
 import (
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,7 +46,8 @@ partition "main" { storage = storage.main }
 // TestRegressionNormalize: Schema.Normalize turns settings as written
 // (JSON-compatible, what a Config holds for a plugin whose schema was not
 // asked for) into what decoding with the schema gives, and leaves decoded
-// ones as they are.
+// ones as they are. A name the schema does not declare is refused, as
+// decoding refuses it, unless the caller names it as the host's own.
 func TestRegressionNormalize(t *testing.T) {
 	written := Values{
 		"path": "data/main", "cache": "2MiB", "ttl": "7d", "n": float64(3),
@@ -56,14 +58,14 @@ func TestRegressionNormalize(t *testing.T) {
 		"ttl": (7 * 24 * time.Hour).String(), "n": float64(3), "tags": []string{"x", "y"},
 		"env": map[string]string{"K": "v"}, "mode": "a", "other": "kept",
 	}
-	got, err := schemaWithEveryKind.Normalize(written, "/cfg")
+	got, err := schemaWithEveryKind.Normalize(written, "/cfg", "other")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Normalize(written) =\n%#v\nwant\n%#v", got, want)
 	}
-	again, err := schemaWithEveryKind.Normalize(got, "/elsewhere")
+	again, err := schemaWithEveryKind.Normalize(got, "/elsewhere", "other")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +82,18 @@ func TestRegressionNormalize(t *testing.T) {
 		if _, err := schemaWithEveryKind.Normalize(bad, "/cfg"); err == nil {
 			t.Errorf("Normalize(%v) accepted it", bad)
 		}
+	}
+	_, err = schemaWithEveryKind.Normalize(Values{"path": "p", "cahce": "2MiB", "other": "x"}, "/cfg", "path")
+	if err == nil {
+		t.Fatal("Normalize accepted undeclared names")
+	}
+	for _, want := range []string{`cahce: unsupported`, `Did you mean "cache"?`, `other: unsupported`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Normalize error %q does not say %s", err, want)
+		}
+	}
+	if _, err := (Schema{}).Normalize(Values{"x": "1"}, "/cfg"); err == nil || !strings.Contains(err.Error(), "none is declared") {
+		t.Errorf("Normalize with an empty schema: %v, want x refused (none is declared)", err)
 	}
 }
 

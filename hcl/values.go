@@ -3,7 +3,9 @@ package hcl
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
@@ -389,9 +391,12 @@ func contains(l []string, s string) bool {
 // defaults filled in, sizes as int64 bytes, durations as Go duration
 // strings, relative paths resolved against baseDir, lists and maps typed.
 // Values already in that form are unchanged, so applying it twice is
-// harmless. Names the schema does not declare are kept as they are. The
-// error names every value that does not fit the schema.
-func (s Schema) Normalize(v Values, baseDir string) (Values, error) {
+// harmless. A name the schema does not declare is an error, as DecodeBody
+// reports it (a misspelt setting must not be dropped silently), unless it
+// is one of host: names the host itself puts into the values (a storage's
+// path and read_only), which are kept as they are. The error names every
+// value that does not fit the schema.
+func (s Schema) Normalize(v Values, baseDir string, host ...string) (Values, error) {
 	if err := s.Check(); err != nil {
 		return nil, fmt.Errorf("declared schema: %w", err)
 	}
@@ -401,6 +406,19 @@ func (s Schema) Normalize(v Values, baseDir string) (Values, error) {
 	}
 	resolve := (&decoder{baseDir: baseDir}).resolve
 	var errs []error
+	var names []string
+	for _, a := range s.Attributes {
+		names = append(names, a.Name)
+	}
+	known := "none is declared"
+	if len(names) > 0 {
+		known = "known: " + quoteList(names)
+	}
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		if s.Attribute(k) == nil && !contains(host, k) {
+			errs = append(errs, fmt.Errorf("%s: unsupported (%s).%s", k, known, didYouMean(k, names)))
+		}
+	}
 	for _, a := range s.Attributes {
 		x, ok := v[a.Name]
 		if !ok || x == nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,70 @@ client "app1" { listen = "127.0.0.1:%d" }
 	defer rcancel()
 	if _, err := mgr.Resolve(rctx, m.Plugin, sdk.MountRequest{Function: m.Function, Path: m.Path, Args: m.Args}); err != nil {
 		t.Errorf("mount with args validate accepts: %v", err)
+	}
+}
+
+// TestRegressionMisspeltPluginSettingsRefusedAtRun: `zhost run` decodes an
+// external plugin's settings with its schema when it opens the storage or
+// resolves the mount, but a name the schema does not declare was kept and
+// passed on, so a misspelt setting (`cahce`) was silently ignored at run
+// where `zhost validate` reported it. It must fail, naming the setting
+// and the likely intended one; the names the host adds (path, read_only)
+// are still accepted.
+func TestRegressionMisspeltPluginSettingsRefusedAtRun(t *testing.T) {
+	bin := testbin.Build(t, "", "./host/testdata/schemaplugin", "zhost-plugin-schema")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
+server "zeo" { listen = "127.0.0.1:%d" }
+plugin "schema" { path = %q }
+storage "main" {
+  type      = "schema"
+  path      = "data/main"
+  read_only = false
+  cahce     = "2MiB"
+}
+partition "main" { storage = storage.main }
+mount "echo" {
+  plugin   = plugin.schema
+  function = "echo"
+  path     = "/echo"
+  args     = { tll = "7d" }
+}
+client "app1" { listen = "127.0.0.1:%d" }
+`, testbin.FreePort(t), bin, testbin.FreePort(t)))
+	opts := NodeOptions{Exe: testbin.Zhost(t), ShutdownTimeout: 5 * time.Second, Logger: hclog.NewNullLogger()}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := RunNode(ctx, cfg, "zeo", opts)
+	if err == nil {
+		t.Fatal("the server ran with a misspelt storage setting")
+	}
+	for _, want := range []string{`cahce`, `Did you mean "cache"?`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("server error %q does not say %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "read_only") || strings.Contains(err.Error(), "path:") {
+		t.Errorf("server error %q refuses a setting the host adds", err)
+	}
+
+	mgr, err := newPluginManager(cfg, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePlugins(mgr, opts.Logger)
+	m := cfg.Mounts[0]
+	_, err = mgr.Resolve(ctx, m.Plugin, sdk.MountRequest{Function: m.Function, Path: m.Path, Args: m.Args})
+	if err == nil {
+		t.Fatal("the mount resolved with a misspelt arg")
+	}
+	for _, want := range []string{`tll`, `Did you mean "ttl"?`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("mount error %q does not say %s", err, want)
+		}
 	}
 }

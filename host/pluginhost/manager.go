@@ -343,7 +343,7 @@ func (m *Manager) OpenStorage(ctx context.Context, spec StorageSpec) (storage.St
 		// it without asking plugins for their schemas): the backend gets
 		// them decoded, as `zhost validate` checks them.
 		b, _ := desc.Backend(typ)
-		if cfg, err = b.Schema.Normalize(spec.Config, m.opts.BaseDir); err != nil {
+		if cfg, err = b.Schema.Normalize(spec.Config, m.opts.BaseDir, "path", "read_only"); err != nil {
 			return nil, fmt.Errorf("open storage %q (%s, type %s): %w", spec.Name, p.spec.label(), typ, errors.Join(storage.ErrInvalid, err))
 		}
 	}
