@@ -256,8 +256,8 @@ func acquire() bool {
 func release() { polling.Add(-1) }
 
 // giveWay reports whether a poll whose window ends at until should stop
-// at now:
-// the window ended, the read deadline passed or the conn was closed.
+// at now: the window ended, the read deadline passed or the conn was
+// closed.
 func (c *conn) giveWay(now, until time.Time) bool {
 	if c.closed.Load() {
 		return true
