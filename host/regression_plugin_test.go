@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/zhostdb/zhost/hcl"
 	"github.com/zhostdb/zhost/internal/testbin"
 	"github.com/zhostdb/zhost/plugins/sdk"
 )
@@ -25,30 +26,9 @@ import (
 // then refused in mount args: validate said valid, the mount failed).
 // The plugin must receive what `zhost validate` decodes.
 func TestRegressionPluginSettingsDecodedAtRun(t *testing.T) {
-	bin := testbin.Build(t, "", "./host/testdata/schemaplugin", "zhost-plugin-schema")
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
-server "zeo" { listen = "127.0.0.1:%d" }
-plugin "schema" { path = %q }
-storage "main" {
-  type  = "schema"
-  path  = "data/main"
+	cfg, opts, dir := schemaPluginCluster(t, `
   cache = "2MiB"
-  ttl   = "7d"
-}
-partition "main" { storage = storage.main }
-mount "echo" {
-  plugin   = plugin.schema
-  function = "echo"
-  path     = "/echo"
-  args     = { ttl = "7d" }
-}
-client "app1" { listen = "127.0.0.1:%d" }
-`, testbin.FreePort(t), bin, testbin.FreePort(t)))
-	opts := NodeOptions{Exe: testbin.Zhost(t), ShutdownTimeout: 5 * time.Second, Logger: hclog.NewNullLogger()}
+  ttl   = "7d"`, `{ ttl = "7d" }`)
 
 	// The server opens the storage through the plugin.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -115,30 +95,9 @@ client "app1" { listen = "127.0.0.1:%d" }
 // and the likely intended one; the names the host adds (path, read_only)
 // are still accepted.
 func TestRegressionMisspeltPluginSettingsRefusedAtRun(t *testing.T) {
-	bin := testbin.Build(t, "", "./host/testdata/schemaplugin", "zhost-plugin-schema")
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
-server "zeo" { listen = "127.0.0.1:%d" }
-plugin "schema" { path = %q }
-storage "main" {
-  type      = "schema"
-  path      = "data/main"
+	cfg, opts, _ := schemaPluginCluster(t, `
   read_only = false
-  cahce     = "2MiB"
-}
-partition "main" { storage = storage.main }
-mount "echo" {
-  plugin   = plugin.schema
-  function = "echo"
-  path     = "/echo"
-  args     = { tll = "7d" }
-}
-client "app1" { listen = "127.0.0.1:%d" }
-`, testbin.FreePort(t), bin, testbin.FreePort(t)))
-	opts := NodeOptions{Exe: testbin.Zhost(t), ShutdownTimeout: 5 * time.Second, Logger: hclog.NewNullLogger()}
+  cahce     = "2MiB"`, `{ tll = "7d" }`)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -170,4 +129,35 @@ client "app1" { listen = "127.0.0.1:%d" }
 			t.Errorf("mount error %q does not say %s", err, want)
 		}
 	}
+}
+
+// schemaPluginCluster loads a cluster whose storage "main" (settings added
+// to its block) and mount "echo" (with args) come from the schemaplugin
+// test plugin, in a new directory with a data folder; it returns the
+// config, node options and the directory.
+func schemaPluginCluster(t *testing.T, settings, args string) (*hcl.Config, NodeOptions, string) {
+	t.Helper()
+	bin := testbin.Build(t, "", "./host/testdata/schemaplugin", "zhost-plugin-schema")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadTestConfig(t, dir, fmt.Sprintf(`
+server "zeo" { listen = "127.0.0.1:%d" }
+plugin "schema" { path = %q }
+storage "main" {
+  type = "schema"
+  path = "data/main"%s
+}
+partition "main" { storage = storage.main }
+mount "echo" {
+  plugin   = plugin.schema
+  function = "echo"
+  path     = "/echo"
+  args     = %s
+}
+client "app1" { listen = "127.0.0.1:%d" }
+`, testbin.FreePort(t), bin, settings, args, testbin.FreePort(t)))
+	opts := NodeOptions{Exe: testbin.Zhost(t), ShutdownTimeout: 5 * time.Second, Logger: hclog.NewNullLogger()}
+	return cfg, opts, dir
 }

@@ -427,33 +427,42 @@ func TestProbeWhileClosed(t *testing.T) {
 	}
 }
 
-// TestWindowAdapts drives a real connection: replies that come long after
-// the most close the window within a few reads (so a connection that
-// waits for slow work stops burning CPU), and replies that come quickly
-// open it again. The most is long (5 ms) so that a parked read's wake-up
-// on a busy machine is still well inside it.
-func TestWindowAdapts(t *testing.T) {
+// adaptingPair returns a pair whose first end polls for up to max, with
+// its thread taken to lose the CPU after gap between two attempts, and a
+// func that has the other end write one byte after delay and reads it.
+func adaptingPair(t *testing.T, max, gap time.Duration) (*conn, func(delay time.Duration)) {
+	t.Helper()
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("no read polls with GOMAXPROCS 1")
 	}
-	const max = 5 * time.Millisecond
 	a, b := pair(t, max)
 	c := a.(*conn)
-	// The test is about the waits; a machine busy with other tests
-	// must not close the window as contended (TestContendedPollCloses).
-	c.gap = time.Hour
+	c.gap = gap
 	buf := make([]byte, 1)
-	exchange := func(delay time.Duration) {
+	return c, func(delay time.Duration) {
 		t.Helper()
 		go func() {
 			time.Sleep(delay)
 			b.Write([]byte("x"))
 		}()
 		a.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := a.Read(buf); err != nil {
-			t.Fatal(err)
+		if n, err := a.Read(buf); n != 1 || err != nil {
+			t.Fatalf("read = %d, %v", n, err)
 		}
 	}
+}
+
+// TestWindowAdapts drives a real connection: replies that come long after
+// the most close the window within a few reads (so a connection that
+// waits for slow work stops burning CPU), and replies that come quickly
+// open it again. The most is long (5 ms) so that a parked read's wake-up
+// on a busy machine is still well inside it.
+func TestWindowAdapts(t *testing.T) {
+	const max = 5 * time.Millisecond
+	// The test is about the waits; a machine busy with other tests must
+	// not close the window as contended (TestContendedPollCloses): no gap
+	// counts.
+	c, exchange := adaptingPair(t, max, time.Hour)
 	window := func() time.Duration { return time.Duration(c.window.Load()) }
 
 	// 5 -> 2.5 -> 1.25 -> 0.625 ms -> closed: four slow replies.
@@ -484,22 +493,8 @@ func TestWindowAdapts(t *testing.T) {
 // (here every gap counts, as if the thread lost its CPU at each attempt),
 // and the read still returns its data.
 func TestContendedPollCloses(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("no read polls with GOMAXPROCS 1")
-	}
-	const max = 5 * time.Millisecond
-	a, b := pair(t, max)
-	c := a.(*conn)
-	c.gap = 0
-	go func() {
-		time.Sleep(time.Millisecond)
-		b.Write([]byte("x"))
-	}()
-	a.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 1)
-	if n, err := a.Read(buf); n != 1 || err != nil {
-		t.Fatalf("read = %d, %v", n, err)
-	}
+	c, exchange := adaptingPair(t, 5*time.Millisecond, 0)
+	exchange(time.Millisecond)
 	if w := time.Duration(c.window.Load()); w != 0 {
 		t.Fatalf("window %v after a contended poll, want closed", w)
 	}
