@@ -94,14 +94,29 @@ func TestNodeModeAndInterrupt(t *testing.T) {
 	})
 
 	// Pid files: the server block's pid_file, var/NAME.pid for the rest.
+	// The balancer says where to point a browser as soon as it listens,
+	// which may be before an app node's process has got as far as its
+	// pid file, so each is waited for (a wrong pid fails at once).
 	for name, file := range map[string]string{"zeo": "server", "app1": "app1", "app2": "app2", "front": "front"} {
-		if got, want := c.pid(file), nodes[name].cmd.Process.Pid; got != want {
-			t.Errorf("pid file var/%s.pid of %s holds %d, want %d", file, name, got, want)
-		}
+		want := nodes[name].cmd.Process.Pid
+		c.waitFor(30*time.Second, fmt.Sprintf("pid file var/%s.pid of %s", file, name), func() bool {
+			got := c.pid(file)
+			if got != 0 && got != want {
+				t.Fatalf("pid file var/%s.pid of %s holds %d, want %d", file, name, got, want)
+			}
+			return got == want
+		})
 	}
 
 	// A write through the balancer is read back from the other machine's
-	// node directly once it has applied the write's tid.
+	// node directly once it has applied the write's tid. Both app nodes
+	// must be serving first: the balancer takes a write as soon as one is.
+	for _, p := range []string{ports["8081"], ports["8082"]} {
+		c.waitFor(30*time.Second, "app node 127.0.0.1:"+p+" to be healthy", func() bool {
+			st, _, _, err := do(t, httpc, "GET", "http://127.0.0.1:"+p+"/healthz", nil, nil)
+			return err == nil && st == http.StatusOK
+		})
+	}
 	var tid string
 	c.waitFor(30*time.Second, "a write through the balancer", func() bool {
 		st, h, _, err := do(t, httpc, "PUT", front+"/e2e/nodes", map[string]any{"v": 1}, nil)
